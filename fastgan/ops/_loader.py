@@ -1,0 +1,86 @@
+"""Finds a compiled operator library: the prebuilt extension, else a ninja JIT build.
+
+FASTGAN_BACKEND=auto|aot|jit|reference picks the strategy (default auto: aot, then
+jit, then the pure-PyTorch reference). A forced aot/jit that fails raises instead of
+falling back.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+CSRC = Path(__file__).resolve().parents[2] / "csrc"
+CHOICES = ("auto", "aot", "jit", "reference")
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """Which implementation of the operators is live, and why."""
+
+    backend: str  # "aot" | "jit" | "reference"
+    cuda: bool  # CUDA kernels available
+    path: str | None = None  # the loaded library
+    reason: str | None = None  # why a compiled backend was not used
+
+    def as_dict(self) -> dict:
+        return {"backend": self.backend, "cuda": self.cuda, "path": self.path, "reason": self.reason}
+
+
+def _has_cuda_kernels() -> bool:
+    return torch._C._dispatch_has_kernel_for_dispatch_key("fastgan::bn_stats", "CUDA")
+
+
+def _load_aot() -> BackendInfo:
+    from fastgan import _C
+
+    return BackendInfo("aot", _has_cuda_kernels(), path=_C.__file__)
+
+
+def _load_jit() -> BackendInfo:
+    from torch.utils import cpp_extension
+
+    if not (CSRC / "ops.cpp").is_file():
+        raise RuntimeError(f"the C++ sources are not at {CSRC} (an installed wheel has none)")
+    cuda = bool(torch.version.cuda) and cpp_extension.CUDA_HOME is not None and torch.cuda.is_available()
+    sources = [CSRC / "ops.cpp", *sorted((CSRC / "cpu").glob("*.cpp"))]
+    if cuda:
+        sources += sorted((CSRC / "cuda").glob("*.cu"))
+    print("fastgan: building the operator library with ninja (first use only, ~30 s)...", file=sys.stderr)
+    cflags = ["-O3", "-fopenmp", "-std=c++17"]
+    if os.environ.get("FASTGAN_NATIVE", "1") != "0":
+        cflags.append("-march=native")
+    library = cpp_extension.load(
+        name="fastgan_ops_cuda" if cuda else "fastgan_ops_cpu",
+        sources=[str(s) for s in sources],
+        extra_include_paths=[str(CSRC)],
+        extra_cflags=cflags + (["-DFASTGAN_WITH_CUDA=1"] if cuda else []),
+        extra_cuda_cflags=["-O3", "-lineinfo", "-std=c++17"],
+        extra_ldflags=["-fopenmp"],
+        with_cuda=cuda,
+        is_python_module=False,
+    )
+    return BackendInfo("jit", _has_cuda_kernels(), path=str(library))
+
+
+def load() -> BackendInfo:
+    """Loads the best available backend; the reference needs nothing loaded."""
+    choice = os.environ.get("FASTGAN_BACKEND", "auto").strip().lower() or "auto"
+    if choice not in CHOICES:
+        raise ValueError(f"FASTGAN_BACKEND={choice!r} is not one of {', '.join(CHOICES)}")
+    if choice == "reference":
+        return BackendInfo("reference", torch.cuda.is_available(), reason="FASTGAN_BACKEND=reference")
+    reasons = []
+    for name, loader in (("aot", _load_aot), ("jit", _load_jit)):
+        if choice not in ("auto", name):
+            continue
+        try:
+            return loader()
+        except Exception as error:  # any failure means: try the next backend
+            if choice == name:
+                raise RuntimeError(f"fastgan: FASTGAN_BACKEND={name} failed: {error}") from error
+            reasons.append(f"{name}: {type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}")
+    return BackendInfo("reference", torch.cuda.is_available(), reason="; ".join(reasons))
