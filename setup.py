@@ -31,7 +31,7 @@ def _sources(cuda: bool) -> list[str]:
 
 
 def _cxx_flags() -> list[str]:
-    flags = ["-O3", "-fopenmp", "-std=c++17"]
+    flags = ["-O3", "-fopenmp"]
     if os.environ.get("FASTGAN_NATIVE", "1") != "0":
         flags.append("-march=native")
     return flags
@@ -42,7 +42,7 @@ def extension():
     kind = cpp_extension.CUDAExtension if cuda else cpp_extension.CppExtension
     args = {"cxx": _cxx_flags()}
     if cuda:
-        args["nvcc"] = ["-O3", "-lineinfo", "-std=c++17"]
+        args["nvcc"] = ["-O3", "-lineinfo"]
     return kind(
         name="fastgan._C",
         sources=_sources(cuda),

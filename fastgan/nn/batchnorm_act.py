@@ -21,16 +21,16 @@ class BatchNormLeakyReLU2d(_NormBase):
 
     negative_slope=0 gives ReLU (the DCGAN generator). inplace=True keeps only the
     output for backward (in-place activated BatchNorm), so the input activation can
-    be freed; it needs negative_slope >= 0 and non-zero weights.
+    be freed; it needs negative_slope > 0 and non-zero weights.
     """
 
     def __init__(self, num_features: int, negative_slope: float = 0.2, eps: float = 1e-5,
                  momentum: float | None = 0.1, affine: bool = True, track_running_stats: bool = True,
                  inplace: bool = False, device=None, dtype=None):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
-        if inplace and negative_slope < 0:
+        if inplace and not negative_slope > 0:
             raise ValueError(f"inplace=True recovers the input from the output, which needs "
-                             f"negative_slope >= 0, got {negative_slope}")
+                             f"negative_slope > 0 (ReLU loses the negative half), got {negative_slope}")
         self.negative_slope = float(negative_slope)
         self.inplace = inplace
 
@@ -80,6 +80,17 @@ class BatchNormLeakyReLU2d(_NormBase):
             return out
         return ops.bn_act_eval(x, self.running_mean, self.running_var, self.weight, self.bias, self.eps,
                                self.negative_slope, save_output=self.inplace)
+
+
+def adopt_norm_state(target: nn.Module, source: nn.Module) -> None:
+    """Gives target the very parameter and buffer objects of source (a norm layer of the same
+    configuration) and its train/eval mode, as torch's convert_sync_batchnorm does: dtype,
+    device, requires_grad and optimizer references all carry over."""
+    for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+        value = getattr(source, name, None)
+        if value is not None:
+            setattr(target, name, value)
+    target.train(source.training)
 
 
 class _SyncBatchNormAct(torch.autograd.Function):
@@ -166,8 +177,7 @@ class SyncBatchNormLeakyReLU2d(BatchNormLeakyReLU2d):
             synced = cls(module.num_features, module.negative_slope, module.eps, module.momentum, module.affine,
                          module.track_running_stats, module.inplace, process_group,
                          device=None if like is None else like.device)
-            synced.load_state_dict(module.state_dict())
-            synced.train(module.training)
+            adopt_norm_state(synced, module)
             return synced
         for name, child in module.named_children():
             module.add_module(name, cls.convert_sync_batchnorm(child, process_group))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .batchnorm_act import BatchNormLeakyReLU2d, SyncBatchNormLeakyReLU2d
+from .batchnorm_act import BatchNormLeakyReLU2d, SyncBatchNormLeakyReLU2d, adopt_norm_state
 
 
 def _fused_like(norm: nn.Module, act: nn.Module, inplace: bool) -> BatchNormLeakyReLU2d:
@@ -12,9 +12,8 @@ def _fused_like(norm: nn.Module, act: nn.Module, inplace: bool) -> BatchNormLeak
     extra = {"process_group": norm.process_group} if cls is SyncBatchNormLeakyReLU2d else {}
     like = next(iter(norm.state_dict().values()), None)
     fused = cls(norm.num_features, slope, norm.eps, norm.momentum, norm.affine, norm.track_running_stats,
-                inplace and slope >= 0, device=None if like is None else like.device, **extra)
-    fused.load_state_dict(norm.state_dict())
-    fused.train(norm.training)
+                inplace and slope > 0, device=None if like is None else like.device, **extra)
+    adopt_norm_state(fused, norm)
     return fused
 
 
@@ -33,6 +32,7 @@ def fuse_bn_act(model: nn.Module, inplace: bool = False) -> int:
     The norm's slot gets the fused module (same weights, buffers and state_dict keys)
     and the activation's slot an nn.Identity, so the keys of everything after it stay
     where they were. Pairs split across forward() code cannot be seen and are left alone.
+    inplace=True makes the fused LeakyReLU layers in-place (ReLU ones cannot be).
     """
     fused = 0
     for sequential in [m for m in model.modules() if isinstance(m, nn.Sequential)]:

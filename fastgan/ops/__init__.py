@@ -88,7 +88,7 @@ def bn_act_train(x, weight=None, bias=None, eps: float = 1e-5, negative_slope: f
 
     Gradients flow to x, weight and bias; the statistics are returned for the
     running-average update and are not differentiable. save_output=True keeps only
-    the output for backward (needs negative_slope >= 0 and non-zero weights).
+    the output for backward (needs negative_slope > 0 and non-zero weights).
     """
     _check_bn_input(x)
     _check_channel_vector(weight, x, "weight")
@@ -143,9 +143,9 @@ def bn_act_backward_input(grad_out, saved, mean, invstd, weight, bias, mean_dz, 
 
 
 def _check_save_output(save_output: bool, negative_slope: float) -> None:
-    if save_output and negative_slope < 0:
+    if save_output and not negative_slope > 0:
         raise ValueError(f"save_output (in-place mode) recovers the input from the output, which needs "
-                         f"negative_slope >= 0, got {negative_slope}")
+                         f"negative_slope > 0 (ReLU loses the negative half), got {negative_slope}")
 
 
 def check_gan_mode(mode: str) -> None:

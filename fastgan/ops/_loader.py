@@ -50,7 +50,7 @@ def _load_jit() -> BackendInfo:
     if cuda:
         sources += sorted((CSRC / "cuda").glob("*.cu"))
     print("fastgan: building the operator library with ninja (first use only, ~30 s)...", file=sys.stderr)
-    cflags = ["-O3", "-fopenmp", "-std=c++17"]
+    cflags = ["-O3", "-fopenmp"]
     if os.environ.get("FASTGAN_NATIVE", "1") != "0":
         cflags.append("-march=native")
     library = cpp_extension.load(
@@ -58,7 +58,7 @@ def _load_jit() -> BackendInfo:
         sources=[str(s) for s in sources],
         extra_include_paths=[str(CSRC)],
         extra_cflags=cflags + (["-DFASTGAN_WITH_CUDA=1"] if cuda else []),
-        extra_cuda_cflags=["-O3", "-lineinfo", "-std=c++17"],
+        extra_cuda_cflags=["-O3", "-lineinfo"],
         extra_ldflags=["-fopenmp"],
         with_cuda=cuda,
         is_python_module=False,

@@ -48,9 +48,8 @@ def _dz_xhat(grad_out, saved, mean, invstd, weight, bias, negative_slope, saved_
     w = _per_channel(weight) if weight is not None else 1.0
     b = _per_channel(bias) if bias is not None else 0.0
     if saved_is_output:
-        inv_slope = 1.0 / negative_slope if negative_slope != 0 else 0.0
         positive = saved > 0
-        z = torch.where(positive, saved, saved * inv_slope)
+        z = torch.where(positive, saved, saved / negative_slope)
         xhat = (z - b) / w
     else:
         xhat = (saved - _per_channel(mean)) * _per_channel(invstd)
