@@ -179,8 +179,10 @@ __device__ bool combine_channel(const S* __restrict__ partial, int64_t splits, i
 
 // ---- statistics ---------------------------------------------------------------------
 
-// Per-thread sums are shifted by the thread's first value of each lane, so they stay
-// small and var = E[(x-k)^2] - E[x-k]^2 does not cancel even for |mean| >> std.
+// Each thread folds its loads, one batch of kUnroll vectors at a time, into a running
+// (count, mean, M2) per lane: the batch's own mean first, then its squared deviations
+// from it, then a Chan merge. No value is ever squared far from its neighbours' mean,
+// so var stays exact for |mean| >> std and for outliers (a zero-padded border pixel).
 template <typename scalar_t, int VEC, bool ROWS>
 __global__ void __launch_bounds__(kThreads)
     stats_partial_kernel(const scalar_t* __restrict__ x, Geom g, Welford* __restrict__ partial) {
@@ -196,38 +198,50 @@ __global__ void __launch_bounds__(kThreads)
     ColumnWalk walk(g, col);
     if (walk.valid()) {
       const V* xv = reinterpret_cast<const V*>(x);
-      const V first = xv[walk.offset()];
-      acc_t shift[VEC], s1[VEC], s2[VEC];
+      acc_t mean[VEC], m2[VEC];
 #pragma unroll
       for (int j = 0; j < VEC; ++j) {
-        shift[j] = static_cast<acc_t>(first.v[j]);
-        s1[j] = 0;
-        s2[j] = 0;
+        mean[j] = 0;
+        m2[j] = 0;
       }
       int64_t count = 0;  // vectors seen
       walk.run([&](const int64_t* off, const bool* ok) {
         V v[kUnroll];
+        int b = 0;
 #pragma unroll
         for (int k = 0; k < kUnroll; ++k)
-          if (ok[k]) v[k] = xv[off[k]];
-#pragma unroll
-        for (int k = 0; k < kUnroll; ++k) {
-          if (!ok[k]) continue;
-          ++count;
-#pragma unroll
-          for (int j = 0; j < VEC; ++j) {
-            const acc_t d = static_cast<acc_t>(v[k].v[j]) - shift[j];
-            s1[j] += d;
-            s2[j] += d * d;
+          if (ok[k]) {
+            v[k] = xv[off[k]];
+            ++b;
           }
+        if (b == 0) return;
+        const acc_t inv_b = acc_t(1) / acc_t(b);
+        const acc_t w_new = acc_t(b) / acc_t(count + b);  // the batch's share of the merge
+        const acc_t w_cross = acc_t(count) * w_new;          // count * b / (count + b)
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) {
+          acc_t sum = 0;
+#pragma unroll
+          for (int k = 0; k < kUnroll; ++k)
+            if (ok[k]) sum += static_cast<acc_t>(v[k].v[j]);
+          const acc_t batch_mean = sum * inv_b;
+          acc_t q = 0;
+#pragma unroll
+          for (int k = 0; k < kUnroll; ++k)
+            if (ok[k]) {
+              const acc_t d = static_cast<acc_t>(v[k].v[j]) - batch_mean;
+              q += d * d;
+            }
+          const acc_t delta = batch_mean - mean[j];
+          mean[j] += delta * w_new;
+          m2[j] += q + delta * delta * w_cross;
         }
+        count += b;
       });
       const double n = double(count);
 #pragma unroll
       for (int j = 0; j < VEC; ++j) {
-        const double a = s1[j], m2 = s2[j] - a * a / n;
-        // Rounding can leave m2 a hair below 0; NaN must stay NaN.
-        const Welford lane{n, double(shift[j]) + a / n, m2 < 0 ? 0.0 : m2};
+        const Welford lane{n, double(mean[j]), double(m2[j])};
         if constexpr (ROWS) {
           st[j] = lane;
         } else {

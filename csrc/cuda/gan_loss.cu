@@ -74,12 +74,13 @@ __device__ __forceinline__ acc_t term_and_grad(Term term, acc_t x, acc_t t, acc_
       g = acc_t(2) * d * inv_n;
       return d * d;
     }
+    // Comparisons written so that a NaN logit falls into the NaN-propagating branch.
     case Term::HingeReal:
-      g = x < one ? -inv_n : zero;
-      return x < one ? one - x : zero;
+      g = x >= one ? zero : -inv_n;
+      return x >= one ? zero : one - x;
     case Term::HingeFake:
-      g = x > -one ? inv_n : zero;
-      return x > -one ? one + x : zero;
+      g = x <= -one ? zero : inv_n;
+      return x <= -one ? zero : one + x;
     case Term::Linear:
     default:
       g = t * inv_n;

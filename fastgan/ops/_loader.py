@@ -30,14 +30,21 @@ class BackendInfo:
         return {"backend": self.backend, "cuda": self.cuda, "path": self.path, "reason": self.reason}
 
 
-def _has_cuda_kernels() -> bool:
-    return torch._C._dispatch_has_kernel_for_dispatch_key("fastgan::bn_stats", "CUDA")
+def _has_kernels(device: str) -> bool:
+    return torch._C._dispatch_has_kernel_for_dispatch_key("fastgan::bn_stats", device)
+
+
+def _checked(info: BackendInfo) -> BackendInfo:
+    """A library without CPU kernels (a broken build) must not pass for a backend."""
+    if not _has_kernels("CPU"):
+        raise RuntimeError(f"{info.path} registers no CPU kernels for fastgan::bn_stats")
+    return info
 
 
 def _load_aot() -> BackendInfo:
     from fastgan import _C
 
-    return BackendInfo("aot", _has_cuda_kernels(), path=_C.__file__)
+    return _checked(BackendInfo("aot", _has_kernels("CUDA"), path=_C.__file__))
 
 
 def _load_jit() -> BackendInfo:
@@ -49,7 +56,8 @@ def _load_jit() -> BackendInfo:
     sources = [CSRC / "ops.cpp", *sorted((CSRC / "cpu").glob("*.cpp"))]
     if cuda:
         sources += sorted((CSRC / "cuda").glob("*.cu"))
-    print("fastgan: building the operator library with ninja (first use only, ~30 s)...", file=sys.stderr)
+    print("fastgan: no prebuilt operator library; JIT-loading it with ninja "
+          "(the first build takes ~30 s, later imports reuse it)", file=sys.stderr)
     cflags = ["-O3", "-fopenmp"]
     if os.environ.get("FASTGAN_NATIVE", "1") != "0":
         cflags.append("-march=native")
@@ -63,7 +71,7 @@ def _load_jit() -> BackendInfo:
         with_cuda=cuda,
         is_python_module=False,
     )
-    return BackendInfo("jit", _has_cuda_kernels(), path=str(library))
+    return _checked(BackendInfo("jit", _has_kernels("CUDA"), path=str(library)))
 
 
 def load() -> BackendInfo:

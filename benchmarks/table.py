@@ -1,0 +1,190 @@
+"""Regenerates results/README.md from every results JSON in the folder.
+
+    python -m benchmarks.table [--out benchmarks/results]
+
+The Markdown is derived, never edited: committed JSON files are the record, so a table
+can always be rebuilt (or restyled) without the machine that produced the numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from benchmarks import targets
+from benchmarks.cases import BYTE_MODEL_NOTE, BYTE_MODELS, IMPLS
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+_CELL = {"compile failed": "compile failed", "error": "error", "skipped": "skipped"}
+
+
+def _ms(value: float) -> str:
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}" if value >= 0.1 else f"{value:.4f}"
+
+
+def _num(value, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _load(folder: Path) -> list[tuple[Path, dict | None, str | None]]:
+    loaded = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            loaded.append((path, json.loads(path.read_text()), None))
+        except (OSError, ValueError) as exc:
+            loaded.append((path, None, f"{type(exc).__name__}: {exc}"))
+    return loaded
+
+
+def _machine_note(path: Path, result: dict) -> str:
+    m = result["machine"]
+    where = m["device_name"]
+    if m["device"] == "cuda":
+        where += f" (CUDA {m.get('cuda')}, {m.get('gpu_memory_gib')} GiB), host CPU {m.get('cpu_model')}"
+    where += f", {m['cpu_count']} CPUs, {m['threads']} torch threads"
+    if m.get("loadavg_start") is not None:
+        where += f", load average {m['loadavg_start']} at start and {result.get('loadavg_end', '?')} at end"
+    fg = m.get("fastgan", {})
+    backend = (f"backend `{fg.get('backend')}` (cuda: {fg.get('cuda')}"
+               + (f"; {fg['reason']}" if fg.get("reason") else "") + ")") if "backend" in fg \
+        else f"not importable ({fg.get('error')})"
+    git = m.get("git") or {}
+    commit = (git.get("commit") or "none")[:12] + (" + uncommitted changes" if git.get("dirty") else "")
+    state = "complete" if result.get("complete") else "**partial** (stopped before the end; rows missing)"
+    return (f"`{path.name}`, produced on {where}; torch {m['torch']}, Python {m['python']}; "
+            f"fastgan {backend}; commit {commit}; run {state}, "
+            f"{result['args'].get('mode', 'full')} plan, time budget {result['args']['time_budget']:g} s.")
+
+
+def _by_case(rows: list[dict], op: str) -> list[tuple[tuple, dict]]:
+    groups: dict[tuple, dict] = {}
+    for row in rows:
+        if row["op"] == op:
+            key = (row.get("mode"), row["layout"], row["dtype"], row["pass"], tuple(row["shape"]))
+            groups.setdefault(key, {})[row["impl"]] = row
+    return sorted(groups.items(), key=lambda kv: (kv[0][0] or "", kv[0][1], kv[0][2] != "fp32", kv[0][3:]))
+
+
+def _impl_cell(row: dict | None) -> str:
+    if row is None:
+        return "–"
+    if row["status"] == "ok":
+        return _ms(row["median_ms"])
+    return _CELL.get(row["status"], row["status"])
+
+
+def _table(result: dict, op: str) -> list[str]:
+    groups = _by_case(result["rows"], op)
+    if not groups:
+        return []
+    gpu = result["machine"]["device"] == "cuda"
+    peak = result.get("peak_bandwidth_gbps")
+    if op == "bn_act":
+        lines = ["### BatchNorm2d + LeakyReLU(0.2), training mode", "",
+                 f"Bytes: {BYTE_MODELS['bn_act']}. {BYTE_MODEL_NOTE}", ""]
+        head = ["shape", "dtype", "layout", "pass"]
+        gbps = "fused GB/s (3\\|x\\| fwd, 8\\|x\\| fwd+bwd)"
+    else:
+        lines = ["### Discriminator loss, fwd+bwd (fp32 logits)", "",
+                 f"Bytes: {BYTE_MODELS['d_loss']}. {BYTE_MODEL_NOTE}", ""]
+        head = ["mode", "logits"]
+        gbps = "fused GB/s (2(\\|real\\|+\\|fake\\|))"
+    head += ["eager ms", "compiled ms", "fused ms", gbps, "fused vs eager", "fused vs compiled",
+             "compiled vs eager"]
+    if gpu:
+        head += ["fused % of copy"] + (["fused % of peak"] if peak else [])
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (mode, layout, dtype, pass_, shape), impls in groups:
+        fused, compiled = impls.get("fused"), impls.get("compiled")
+        ok = fused if fused and fused["status"] == "ok" else None
+        comp_ok = compiled if compiled and compiled["status"] == "ok" else None
+        shape_text = "x".join(map(str, shape))
+        cells = [shape_text, dtype, layout, pass_.replace("_", "+")] if op == "bn_act" else [mode, shape_text]
+        cells += [_impl_cell(impls.get(impl)) for impl in IMPLS]
+        cells += [_num(ok and ok["gbps"], ".1f"), _num(ok and ok["x_eager"], ".2f"),
+                  _num(ok and ok["x_compiled"], ".2f"), _num(comp_ok and comp_ok["x_eager"], ".2f")]
+        if gpu:
+            cells.append(_num(ok and ok.get("pct_copy"), ".0f"))
+            if peak:
+                cells.append(_num(ok and ok.get("pct_peak"), ".0f"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _render_result(path: Path, result: dict) -> list[str]:
+    m = result["machine"]
+    lines = [f"## {m['device_name']} ({m['device']}), {result['started']}", "", _machine_note(path, result), ""]
+    if m["device"] == "cuda":
+        copy, peak = result.get("copy_bandwidth_gbps"), result.get("peak_bandwidth_gbps")
+        text = f"Device-to-device copy (read + write) measured in the same run: {_num(copy, '.0f')} GB/s"
+        if peak:
+            text += f"; nominal peak {peak:.0f} GB/s" + (f" ({100 * copy / peak:.0f}% reached by the copy)"
+                                                          if copy else "")
+        lines += [text + ".", ""]
+    lines += ["Targets (reported, not asserted):", ""]
+    lines += [f"- {_escape(targets.describe(v))}" for v in targets.evaluate(result)] + [""]
+    lines += _table(result, "bn_act") + _table(result, "d_loss")
+    notes = [f"- {row['label']} {row['pass']} {row['impl']}: {_escape(row['note'])}"
+             for row in result["rows"] if row.get("note") and row["status"] != "skipped"]
+    skipped: dict[str, int] = {}
+    for row in result["rows"]:
+        if row["status"] == "skipped":
+            skipped[row["note"]] = skipped.get(row["note"], 0) + 1
+    notes += [f"- {count} rows {_escape(note)}" for note, count in skipped.items()]
+    if notes:
+        lines += ["Notes:", ""] + notes + [""]
+    return lines
+
+
+def render(folder: Path) -> str:
+    """The whole README: one section per results file, newest first."""
+    lines = ["# Benchmark results", "",
+             "Generated by `python -m benchmarks.table` from the JSON files in this folder "
+             "(written by `python -m benchmarks.run`); do not edit by hand. Times are medians; "
+             "\"vs\" columns are speedups (other time / this time, above 1 is faster). "
+             "See ../README.md for what is measured.", ""]
+    loaded = _load(folder)
+    good = sorted(((p, r) for p, r, e in loaded if r is not None),
+                  key=lambda pr: (pr[1].get("started", ""), pr[0].name), reverse=True)
+    if not loaded:
+        lines += ["No results yet.", ""]
+    for path, result in good:
+        try:
+            lines += _render_result(path, result)
+        except (KeyError, TypeError, ValueError) as exc:
+            lines += [f"## {path.name}", "", f"Could not render: {type(exc).__name__}: {exc}", ""]
+    for path, _, error in loaded:
+        if error:
+            lines += [f"## {path.name}", "", f"Unreadable: {_escape(error)}", ""]
+    return "\n".join(lines)
+
+
+def write_readme(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "README.md"
+    tmp = target.with_suffix(".md.tmp")
+    tmp.write_text(render(folder))
+    tmp.replace(target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: %(default)s)")
+    args = parser.parse_args(argv)
+    print(write_readme(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""The speed targets, judged from a results file's rows.
+
+Targets are reported (PASS / FAIL / N/A), never asserted: a slow kernel is news for the
+table, not a reason to lose the run's other numbers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from benchmarks.cases import DESIGN_SHAPES, LARGE_SHAPES
+
+
+@dataclass(frozen=True)
+class Target:
+    device: str
+    text: str
+    metric: str  # a row field; "pct_bandwidth" means pct_peak if a nominal peak is known, else pct_copy
+    threshold: float
+    selects: Callable[[dict], bool]
+    unit: str = "x"
+
+
+def _bn_fwd_bwd(row: dict) -> bool:
+    return row["op"] == "bn_act" and row["pass"] == "fwd_bwd"
+
+
+TARGETS = (
+    Target("cpu", "BN+act fwd+bwd at the DESIGN shapes (fp32 NCHW): fused >= 1.3x eager", "x_eager", 1.3,
+           lambda r: _bn_fwd_bwd(r) and tuple(r["shape"]) in DESIGN_SHAPES
+           and r["dtype"] == "fp32" and r["layout"] == "NCHW"),
+    Target("cpu", "aim (DESIGN): same rows, fused >= 2x eager", "x_eager", 2.0,
+           lambda r: _bn_fwd_bwd(r) and tuple(r["shape"]) in DESIGN_SHAPES
+           and r["dtype"] == "fp32" and r["layout"] == "NCHW"),
+    Target("cpu", "aim (DESIGN): same rows, fused >= 1.4x torch.compile", "x_compiled", 1.4,
+           lambda r: _bn_fwd_bwd(r) and tuple(r["shape"]) in DESIGN_SHAPES
+           and r["dtype"] == "fp32" and r["layout"] == "NCHW"),
+    Target("cuda", "BN+act fwd+bwd at batch >= 16: fused >= 1.6x eager", "x_eager", 1.6,
+           lambda r: _bn_fwd_bwd(r) and r["shape"][0] >= 16),
+    Target("cuda", "BN+act fwd+bwd at batch >= 16: fused >= 1.15x torch.compile", "x_compiled", 1.15,
+           lambda r: _bn_fwd_bwd(r) and r["shape"][0] >= 16),
+    Target("cuda", "BN+act at the large shapes (fwd and fwd+bwd): fused >= 80% of peak bandwidth",
+           "pct_bandwidth", 80.0,
+           lambda r: r["op"] == "bn_act" and tuple(r["shape"]) in LARGE_SHAPES, unit="%"),
+    Target("cuda", "D loss fwd+bwd: fused >= 4x eager", "x_eager", 4.0, lambda r: r["op"] == "d_loss"),
+)
+
+
+def evaluate(result: dict) -> list[dict]:
+    """One verdict per target of the result's device, from its successful fused rows."""
+    device = result["machine"]["device"]
+    nominal = result.get("peak_bandwidth_gbps") is not None
+    verdicts = []
+    for target in TARGETS:
+        if target.device != device:
+            continue
+        metric = target.metric
+        if metric == "pct_bandwidth":
+            metric = "pct_peak" if nominal else "pct_copy"
+        values = [(row[metric], row["label"] + " " + row["pass"]) for row in result["rows"]
+                  if row["impl"] == "fused" and row["status"] == "ok" and row.get(metric) is not None
+                  and target.selects(row)]
+        verdict = {"target": target.text, "metric": metric, "threshold": target.threshold,
+                   "unit": target.unit, "total": len(values)}
+        if not values:
+            verdict.update(status="N/A", passed=0, worst=None, worst_case=None)
+        else:
+            worst, worst_case = min(values)
+            passed = sum(value >= target.threshold for value, _ in values)
+            verdict.update(status="PASS" if passed == len(values) else "FAIL", passed=passed,
+                           worst=worst, worst_case=worst_case)
+        verdicts.append(verdict)
+    return verdicts
+
+
+def describe(verdict: dict) -> str:
+    """One line: status, target, worst value and where, rows passing."""
+    if verdict["status"] == "N/A":
+        return f"N/A   {verdict['target']}: no rows measured"
+    unit = verdict["unit"]
+    worst = f"{verdict['worst']:.2f}{unit}" if unit == "x" else f"{verdict['worst']:.0f}{unit}"
+    base = "" if verdict["metric"] != "pct_copy" else " of measured copy (nominal peak unknown)"
+    return (f"{verdict['status']:<5} {verdict['target']}: worst {worst}{base} ({verdict['worst_case']}), "
+            f"{verdict['passed']}/{verdict['total']} rows pass")

@@ -1,0 +1,208 @@
+"""Backend selection (fastgan/ops/_loader.py) and the pure-PyTorch reference fallback.
+
+Import-time behaviour is tested in fresh subprocesses: the backend is chosen once, when
+fastgan.ops is first imported.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastgan.ops as fops
+from fastgan.ops import reference
+
+from conftest import ROOT, assert_close, make_layout
+
+
+def run_python(code: str, **env_overrides) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env.pop("FASTGAN_BACKEND", None)
+    env.update(env_overrides)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
+                          timeout=180)
+
+
+# Blocks every compiled backend: the AOT module cannot be imported and a JIT build fails.
+BLOCK_COMPILED = """
+    import sys, warnings
+    sys.modules["fastgan._C"] = None
+    import torch.utils.cpp_extension as cpp_extension
+    def _no_build(*args, **kwargs):
+        raise RuntimeError("no C++ compiler in this test")
+    cpp_extension.load = _no_build
+"""
+
+
+def test_backend_info_keys():
+    """backend_info() documents which implementation runs and why."""
+    info = fops.backend_info()
+    assert set(info) == {"backend", "cuda", "path", "reason"}
+    assert info["backend"] in ("aot", "jit", "reference")
+    assert isinstance(info["cuda"], bool)
+    if info["backend"] == "reference":
+        assert info["path"] is None and info["reason"]
+    else:
+        assert info["path"] and os.path.exists(info["path"]) and info["reason"] is None
+        assert hasattr(torch.ops.fastgan, "bn_act_train")
+    if info["cuda"]:
+        assert torch.cuda.is_available()
+    assert info == fops.backend_info()  # stable, and a copy each time
+    fops.backend_info()["backend"] = "changed"
+    assert fops.backend_info() == info
+
+
+def test_fallback_to_reference_warns_once():
+    """No compiled library: backend 'reference', exactly one RuntimeWarning that says why, and
+    the operators still compute the right thing without further warnings."""
+    result = run_python(BLOCK_COMPILED + """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import fastgan.ops as fops
+        import torch, torch.nn.functional as F, json
+        from fastgan.nn import BatchNormLeakyReLU2d, PatchGANLoss
+        x = torch.randn(4, 3, 5, 5, requires_grad=True)
+        out = BatchNormLeakyReLU2d(3)(x)
+        out.sum().backward()
+        ref = F.leaky_relu(F.batch_norm(x.detach(), None, None, training=True), 0.2)
+        loss = PatchGANLoss("vanilla").discriminator(torch.full((2, 1), 3.0), torch.full((2, 1), -3.0))
+        ref_loss = 2 * F.softplus(torch.tensor(-3.0))
+    print(json.dumps({
+        "info": fops.backend_info(),
+        "warnings": [[w.category.__name__, str(w.message)] for w in caught],
+        "out_ok": bool(torch.allclose(out, ref, atol=1e-5)),
+        "grad_ok": bool(x.grad is not None and torch.isfinite(x.grad).all()),
+        "loss_ok": bool(torch.allclose(loss, ref_loss, atol=1e-6)),
+    }))
+    """)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["info"]["backend"] == "reference"
+    runtime = [msg for cat, msg in report["warnings"] if cat == "RuntimeWarning"]
+    assert len(runtime) == 1, report["warnings"]
+    assert "reference" in runtime[0]
+    assert "aot" in runtime[0] and "jit" in runtime[0] and "no C++ compiler in this test" in runtime[0]
+    assert report["info"]["reason"] and "no C++ compiler in this test" in report["info"]["reason"]
+    assert report["out_ok"] and report["grad_ok"] and report["loss_ok"]
+
+
+def test_explicit_reference_backend_is_silent():
+    """FASTGAN_BACKEND=reference is a choice, not a failure: no warning."""
+    result = run_python("""
+    import warnings, json
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import fastgan.ops as fops
+    print(json.dumps({"info": fops.backend_info(), "n": len([w for w in caught if w.category is RuntimeWarning])}))
+    """, FASTGAN_BACKEND="reference")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["info"]["backend"] == "reference" and report["n"] == 0
+    assert report["info"]["reason"] == "FASTGAN_BACKEND=reference"
+
+
+@pytest.mark.parametrize("value", ["bogus"])
+def test_bad_backend_name(value):
+    """An unknown FASTGAN_BACKEND fails at import naming the valid choices."""
+    result = run_python("import fastgan.ops", FASTGAN_BACKEND=value)
+    assert result.returncode != 0
+    assert "ValueError" in result.stderr
+    assert f"FASTGAN_BACKEND='{value}' is not one of auto, aot, jit, reference" in result.stderr
+
+
+@pytest.mark.parametrize("forced", ["aot", "jit"])
+def test_forced_backend_failure_raises(forced):
+    """A forced aot/jit backend that cannot load raises instead of silently falling back."""
+    result = run_python(BLOCK_COMPILED + "    import fastgan.ops\n", FASTGAN_BACKEND=forced)
+    assert result.returncode != 0
+    assert f"FASTGAN_BACKEND={forced} failed" in result.stderr
+    if forced == "jit":
+        assert "no C++ compiler in this test" in result.stderr
+
+
+def test_backend_env_is_case_and_space_insensitive():
+    """' Reference ' selects the reference backend (users type env vars by hand)."""
+    result = run_python("import fastgan.ops as f; print(f.backend_info()['backend'])", FASTGAN_BACKEND=" Reference ")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "reference"
+
+
+# ---------------------------------------------------------------- the reference implementations
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_reference_forward_matches_eager(dtype, layout):
+    """reference.bn_act_train / bn_act_apply = F.batch_norm + leaky_relu."""
+    x = make_layout(torch.randn(3, 4, 5, 6, dtype=torch.float64).to(dtype), layout)
+    stat = reference.stat_dtype(x)
+    w, b = torch.rand(4, dtype=stat) + 0.5, torch.randn(4, dtype=stat)
+    out, mean, var = reference.bn_act_train(x, w, b, 1e-5, 0.1)
+    xe = x.to(stat)
+    ref = F.leaky_relu(F.batch_norm(xe, None, None, w, b, training=True), 0.1)
+    assert out.dtype == dtype
+    assert_close(out.to(stat), ref, dtype)
+    v, m = torch.var_mean(xe, dim=(0, 2, 3), correction=0)
+    assert_close(mean, m, stat)
+    assert_close(var, v, stat)
+    rm, rv = torch.randn(4, dtype=stat), torch.rand(4, dtype=stat) + 0.5
+    out = reference.bn_act_apply(x, rm, torch.rsqrt(rv + 1e-5), w, b, 0.1)
+    assert_close(out.to(stat), F.leaky_relu(F.batch_norm(xe, rm, rv, w, b, training=False), 0.1), dtype)
+
+
+@pytest.mark.parametrize("slope,saved_is_output", [(0.0, False), (0.2, False), (0.2, True)],
+                         ids=["relu-from_input", "leaky-from_input", "leaky-from_output"])
+def test_reference_backward_ops_match_autograd(slope, saved_is_output):
+    """reference.bn_act_backward_reduce/_input (the kernels' specification) reproduce eager
+    autograd's gradients: training (batch-stat means) and eval (zero means) formulas."""
+    x = torch.randn(3, 4, 5, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.tensor([0.7, -1.2, 1.5, 0.9], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([0.1, 0.3, -0.2, 0.0], dtype=torch.float64, requires_grad=True)
+    g = torch.randn(3, 4, 5, 6, dtype=torch.float64)
+    out = F.leaky_relu(F.batch_norm(x, None, None, w, b, training=True, eps=1e-5), slope)
+    gx, gw, gb = torch.autograd.grad(out, (x, w, b), g)
+    var, mean = torch.var_mean(x.detach(), dim=(0, 2, 3), correction=0)
+    invstd = torch.rsqrt(var + 1e-5)
+    saved = out.detach() if saved_is_output else x.detach()
+    sum_dz, sum_dz_xhat = reference.bn_act_backward_reduce(g, saved, mean, invstd, w.detach(), b.detach(), slope,
+                                                           saved_is_output)
+    assert_close(sum_dz, gb)
+    assert_close(sum_dz_xhat, gw)
+    count = x.numel() // 4
+    grad_input = reference.bn_act_backward_input(g, saved, mean, invstd, w.detach(), b.detach(), sum_dz / count,
+                                                 sum_dz_xhat / count, slope, saved_is_output)
+    assert_close(grad_input, gx)
+    # Eval: fixed statistics, zero means.
+    out = F.leaky_relu(F.batch_norm(x, mean, var, w, b, training=False, eps=1e-5), slope)
+    gx_eval, = torch.autograd.grad(out, x, g)
+    zeros = torch.zeros(4, dtype=torch.float64)
+    grad_input = reference.bn_act_backward_input(g, out.detach() if saved_is_output else x.detach(), mean, invstd,
+                                                 w.detach(), b.detach(), zeros, zeros, slope, saved_is_output)
+    assert_close(grad_input, gx_eval)
+
+
+@pytest.mark.parametrize("mode", ["vanilla", "lsgan", "hinge", "wgan"])
+def test_reference_losses_match_eager(mode):
+    """reference.gan_d_loss / gan_g_loss = the eager compositions of docs/operators.md."""
+    real, fake = torch.randn(4, 1, 6, 6) * 3, torch.randn(2, 1, 6, 6) * 3
+    t = (0.9, 0.1) if mode in ("vanilla", "lsgan") else (1.0, 0.0)
+    if mode == "vanilla":
+        d = F.binary_cross_entropy_with_logits(real, torch.full_like(real, t[0])) + \
+            F.binary_cross_entropy_with_logits(fake, torch.full_like(fake, t[1]))
+        g = F.binary_cross_entropy_with_logits(fake, torch.full_like(fake, t[0]))
+    elif mode == "lsgan":
+        d = ((real - t[0]) ** 2).mean() + ((fake - t[1]) ** 2).mean()
+        g = ((fake - t[0]) ** 2).mean()
+    elif mode == "hinge":
+        d, g = F.relu(1 - real).mean() + F.relu(1 + fake).mean(), -fake.mean()
+    else:
+        d, g = fake.mean() - real.mean(), -fake.mean()
+    assert_close(reference.gan_d_loss(real, fake, mode, *t), d)
+    assert_close(reference.gan_g_loss(fake, mode, t[0]), g)
+    assert reference.gan_d_loss(real.bfloat16(), fake.bfloat16(), mode, *t).dtype == torch.float32

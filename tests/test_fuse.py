@@ -1,0 +1,205 @@
+"""fuse_bn_act: BatchNorm2d -> LeakyReLU/ReLU pairs in stock models become the fused module,
+with nothing observable changing except speed."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from fastgan.nn import BatchNormLeakyReLU2d, SyncBatchNormLeakyReLU2d, fuse_bn_act
+
+from conftest import assert_close
+
+
+def pix2pix_discriminator(in_channels=6, ndf=8, n_layers=3):
+    """The 70x70 PatchGAN (pix2pix's NLayerDiscriminator with batch norm), from stock layers."""
+    layers = [nn.Conv2d(in_channels, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+    mult = 1
+    for n in range(1, n_layers):
+        prev, mult = mult, min(2 ** n, 8)
+        layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * mult),
+                   nn.LeakyReLU(0.2, True)]
+    prev, mult = mult, min(2 ** n_layers, 8)
+    layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, 1, 1, bias=False), nn.BatchNorm2d(ndf * mult),
+               nn.LeakyReLU(0.2, True), nn.Conv2d(ndf * mult, 1, 4, 1, 1)]
+    return nn.Sequential(*layers)
+
+
+def dcgan_generator(nz=8, ngf=4):
+    """DCGAN's generator: ConvTranspose -> BN -> ReLU blocks, Tanh output."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(nz, ngf * 4, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 2, 3, 4, 2, 1, bias=False), nn.Tanh())
+
+
+class Mixed(nn.Module):
+    """Pairs in a Sequential (fusable), a pair used from forward() (invisible), nested Sequentials."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.LeakyReLU(0.1))
+        self.bn = nn.BatchNorm2d(4)
+        self.act = nn.ReLU()
+        self.body = nn.Sequential(
+            nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), nn.ReLU()),  # fused (nested)
+            nn.BatchNorm2d(4),  # followed by a conv: not fused
+            nn.Conv2d(4, 4, 1),
+            nn.ReLU(),  # preceded by a conv: not fused
+            nn.BatchNorm2d(4, affine=False), nn.LeakyReLU(0.3),  # fused, no affine
+            nn.BatchNorm2d(4, track_running_stats=False), nn.ReLU(),  # fused, batch stats always
+            nn.BatchNorm2d(4, momentum=None), nn.LeakyReLU(0.05),  # fused, cumulative average
+        )
+
+    def forward(self, x):
+        return self.body(self.act(self.bn(self.stem(x))))
+
+
+def randomize_norms(model):
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d) and m.affine:
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.3)
+    return model
+
+
+def run(model, x, train):
+    """Two forward/backward steps; returns outputs, input grads, param grads, state."""
+    model.train(train)
+    outs = []
+    for i in range(2):
+        xx = (x + i).clone().requires_grad_()
+        out = model(xx)
+        out.backward(torch.ones_like(out) + out.detach())
+        outs.append((out.detach(), xx.grad))
+    grads = {k: p.grad.clone() for k, p in model.named_parameters()}
+    return outs, grads, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def assert_same_behaviour(original, fused, x, train):
+    a, b = run(original, x, train), run(fused, x, train)
+    for (o1, g1), (o2, g2) in zip(a[0], b[0]):
+        assert_close(o2, o1, factor=5, msg="output")
+        assert_close(g2, g1, factor=5, msg="input grad")
+    assert a[1].keys() == b[1].keys()
+    for key in a[1]:
+        assert_close(b[1][key], a[1][key], factor=10, msg=f"grad of {key}")
+    assert list(a[2]) == list(b[2])
+    for key in a[2]:
+        if a[2][key].dtype == torch.long:
+            assert torch.equal(b[2][key], a[2][key]), key
+        else:
+            assert_close(b[2][key], a[2][key], factor=5, msg=key)
+
+
+CASES = {
+    "pix2pix_D": (pix2pix_discriminator, (2, 6, 32, 32), 3),
+    "dcgan_G": (dcgan_generator, (4, 8, 1, 1), 2),
+    "mixed": (Mixed, (2, 3, 8, 8), 5),
+}
+
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["plain", "inplace"])
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_fuse_preserves_behaviour(case, train, inplace):
+    """Fused count, module types, state_dict keys, outputs and all gradients equal the stock model's."""
+    build, shape, expected = CASES[case]
+    original = randomize_norms(build())
+    original.train()
+    for _ in range(2):  # non-default running statistics before fusing
+        original(torch.randn(shape))
+    model = copy.deepcopy(original)
+    keys = list(model.state_dict())
+    assert fuse_bn_act(model, inplace=inplace) == expected
+    assert list(model.state_dict()) == keys
+    fused = [m for m in model.modules() if isinstance(m, BatchNormLeakyReLU2d)]
+    assert len(fused) == expected
+    # inplace needs slope > 0: fused ReLU pairs stay out-of-place.
+    assert all(m.inplace == (inplace and m.negative_slope > 0) for m in fused)
+    assert any(m.inplace for m in fused) == (inplace and case != "dcgan_G")
+    assert not any(type(m) in (nn.LeakyReLU, nn.ReLU) and prev is not None and type(prev) is nn.BatchNorm2d
+                   for seq in model.modules() if isinstance(seq, nn.Sequential)
+                   for prev, m in zip(list(seq)[:-1], list(seq)[1:]))
+    assert_same_behaviour(original, model, torch.randn(shape), train)
+
+
+def test_fuse_mixed_structure():
+    """Exactly the adjacent Sequential pairs are fused, with their slopes and options."""
+    model = Mixed()
+    fuse_bn_act(model)
+    assert type(model.stem[1]) is BatchNormLeakyReLU2d and model.stem[1].negative_slope == 0.1
+    assert type(model.stem[2]) is nn.Identity
+    assert type(model.bn) is nn.BatchNorm2d and type(model.act) is nn.ReLU  # called from forward()
+    body = model.body
+    assert type(body[0][1]) is BatchNormLeakyReLU2d and body[0][1].negative_slope == 0.0
+    assert type(body[1]) is nn.BatchNorm2d and type(body[3]) is nn.ReLU
+    assert type(body[4]) is BatchNormLeakyReLU2d and not body[4].affine and body[4].negative_slope == 0.3
+    assert type(body[6]) is BatchNormLeakyReLU2d and not body[6].track_running_stats
+    assert type(body[8]) is BatchNormLeakyReLU2d and body[8].momentum is None
+
+
+def test_fuse_is_idempotent():
+    """A second fuse finds nothing: already-fused modules are not wrapped again."""
+    model = pix2pix_discriminator()
+    assert fuse_bn_act(model) == 3
+    snapshot = [type(m) for m in model.modules()]
+    assert fuse_bn_act(model) == 0
+    assert [type(m) for m in model.modules()] == snapshot
+
+
+def test_fuse_leaves_other_norms():
+    """BatchNorm1d, BN subclasses and BN before other activations are not fused."""
+    class MyBN(nn.BatchNorm2d):
+        pass
+
+    model = nn.Sequential(nn.BatchNorm2d(3), nn.Tanh(), MyBN(3), nn.ReLU(), nn.Flatten(),
+                          nn.BatchNorm1d(48), nn.ReLU())
+    assert fuse_bn_act(model) == 0
+    assert [type(m) for m in model] == [nn.BatchNorm2d, nn.Tanh, MyBN, nn.ReLU, nn.Flatten, nn.BatchNorm1d, nn.ReLU]
+
+
+def test_fuse_keeps_parameters_dtype_and_flags():
+    """The fused module reuses the norm's parameter objects: dtype (a .double() model stays double),
+    requires_grad (a frozen BN stays frozen) and optimizer references survive."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.LeakyReLU(0.2)).double()
+    model[1].bias.requires_grad_(False)
+    weight, bias, running_var = model[1].weight, model[1].bias, model[1].running_var
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    assert fuse_bn_act(model) == 1
+    assert model[1].weight is weight and model[1].bias is bias and model[1].running_var is running_var
+    assert model[1].weight.dtype == model[1].running_mean.dtype == torch.float64
+    assert not model[1].bias.requires_grad
+    before = weight.detach().clone()
+    model(torch.randn(2, 3, 4, 4, dtype=torch.float64)).sum().backward()
+    opt.step()
+    assert not torch.equal(model[1].weight, before)  # the optimizer still drives the fused module
+    assert bias.grad is None
+
+
+def test_fuse_sync_batchnorm():
+    """SyncBatchNorm -> act pairs become SyncBatchNormLeakyReLU2d with the same process group,
+    and behave like the stock pair outside a process group (eval)."""
+    group = object()
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.SyncBatchNorm(4, process_group=group), nn.LeakyReLU(0.2),
+                          nn.SyncBatchNorm(4), nn.ReLU())
+    original = randomize_norms(copy.deepcopy(model))
+    model = copy.deepcopy(original)
+    group = model[1].process_group
+    assert fuse_bn_act(model) == 2
+    assert type(model[1]) is SyncBatchNormLeakyReLU2d and model[1].process_group is group
+    assert type(model[3]) is SyncBatchNormLeakyReLU2d and model[3].negative_slope == 0.0
+    assert list(model.state_dict()) == list(original.state_dict())
+    original.eval()
+    model.eval()
+    x = torch.randn(2, 3, 5, 5)
+    assert_close(model(x), original(x))
+    # In training, with no process group, the fused module uses the local batch (like BatchNorm2d).
+    model.train()
+    ref = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.LeakyReLU(0.2), nn.BatchNorm2d(4), nn.ReLU())
+    ref.load_state_dict(original.state_dict())
+    assert_close(model(x), ref(x))
