@@ -51,6 +51,31 @@ inline at::Tensor channel_vector_or(const c10::optional<at::Tensor>& v, const at
   return at::full({x.size(1)}, fill, x.options().dtype(stat_dtype(x)));
 }
 
+// Arguments of both backward ops. With slope <= 0 the output does not determine the
+// input: the negative half is lost, and grad_input needs xhat of every element
+// (through mean_dz_xhat), so recovering from the output is refused.
+inline void check_backward_args(const at::Tensor& grad_out, const at::Tensor& saved,
+                                const at::Tensor& mean, const at::Tensor& invstd,
+                                const c10::optional<at::Tensor>& weight,
+                                const c10::optional<at::Tensor>& bias, double negative_slope,
+                                bool saved_is_output) {
+  check_bn_input(grad_out, "grad_out");
+  check_bn_input(saved, "saved");
+  TORCH_CHECK(grad_out.sizes() == saved.sizes(), "fastgan: grad_out has shape ", grad_out.sizes(),
+              " but saved has shape ", saved.sizes());
+  TORCH_CHECK(grad_out.scalar_type() == saved.scalar_type(), "fastgan: grad_out is ",
+              grad_out.scalar_type(), " but saved is ", saved.scalar_type());
+  TORCH_CHECK(grad_out.device() == saved.device(), "fastgan: grad_out is on ", grad_out.device(),
+              " but saved is on ", saved.device());
+  check_channel_vector(mean, saved, "mean");
+  check_channel_vector(invstd, saved, "invstd");
+  check_optional_channel_vector(weight, saved, "weight");
+  check_optional_channel_vector(bias, saved, "bias");
+  TORCH_CHECK(!saved_is_output || negative_slope > 0,
+              "fastgan: recovering from the output needs negative_slope > 0, got ",
+              negative_slope);
+}
+
 enum class GanMode { Vanilla, LSGAN, Hinge, WGAN };
 
 inline GanMode parse_gan_mode(const std::string& mode) {
@@ -66,6 +91,16 @@ inline void check_logits(const at::Tensor& t, const char* name) {
   TORCH_CHECK(at::isFloatingType(t.scalar_type()), "fastgan: ", name,
               " must be a floating-point tensor, got ", t.scalar_type());
   TORCH_CHECK(t.numel() > 0, "fastgan: ", name, " is empty");
+}
+
+// The real and the fake map of a discriminator loss: same dtype, same device.
+inline void check_logit_pair(const at::Tensor& real, const at::Tensor& fake) {
+  check_logits(real, "real_logits");
+  check_logits(fake, "fake_logits");
+  TORCH_CHECK(real.scalar_type() == fake.scalar_type(), "fastgan: real_logits is ",
+              real.scalar_type(), " but fake_logits is ", fake.scalar_type());
+  TORCH_CHECK(real.device() == fake.device(), "fastgan: real_logits is on ", real.device(),
+              " but fake_logits is on ", fake.device());
 }
 
 }  // namespace fastgan

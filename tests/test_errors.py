@@ -220,6 +220,12 @@ def test_integer_logits(dtype):
         PatchGANLoss().generator(torch.ones(2, 1, dtype=dtype))
 
 
+def test_logits_of_different_dtypes():
+    """The real and the fake map must agree in dtype; the message names both."""
+    with pytest.raises(TypeError, match=r"real_logits are torch.float32 but fake_logits torch.bfloat16"):
+        PatchGANLoss().discriminator(torch.randn(2, 1), torch.randn(2, 1, dtype=torch.bfloat16))
+
+
 def test_logits_on_different_devices():
     with pytest.raises(ValueError, match=rf"real_logits are on cpu but fake_logits on {OTHER_DEVICE}"):
         fops.gan_d_loss(torch.randn(2, 1), torch.randn(2, 1, device=OTHER_DEVICE))

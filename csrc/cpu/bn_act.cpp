@@ -1,152 +1,273 @@
 // CPU kernels of the fused BatchNorm + LeakyReLU operators (docs/operators.md).
 //
 // Each pass reads the big tensors once, in the layout they arrive in: NCHW as
-// (N*C) contiguous planes of H*W, NHWC as N*H*W rows of C. Inner loops are
-// branch-free over __restrict pointers so that -O3 vectorizes them; half types
-// are widened to float per element. Reductions sum into float (double for
-// double inputs) lanes, folded into double every few thousand elements, and
-// partial results are combined in a fixed order, so a result does not depend
-// on how the work was scheduled.
+// N*C contiguous planes of H*W values, NHWC as rows of C values (several rows
+// at a time when C is small). Inner loops are branch-free over __restrict
+// pointers so that -O3 vectorizes them; half types are widened to float per
+// element. Reductions sum into float lanes (double lanes for double inputs and
+// for the statistics), folded into double every few dozen terms per lane, and
+// partial results are combined in a fixed order, so a result depends neither
+// on the schedule nor on the thread count.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <c10/util/bit_cast.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
+#include <numeric>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "common.h"
+#include "cpu/select.h"
 
 namespace fastgan {
 namespace {
 
 // Fewest elements worth handing to a thread of their own.
 constexpr int64_t kGrain = 32768;
-// Independent accumulators in a reduction: enough to fill vector registers
-// and hide the latency of the adds.
+// Independent accumulators in a reduction, enough to fill vector registers and
+// hide the latency of the adds: along NCHW planes, and across NHWC rows (a
+// tile of the row).
 constexpr int64_t kLanes = 32;
-// Elements (NCHW) or rows (NHWC) summed in the lanes before folding into double.
-constexpr int64_t kChunk = 4096;
-constexpr int64_t kRowChunk = 256;
+constexpr int64_t kTile = 64;
+// Elements (NCHW) or rows (NHWC) summed in the lanes before folding into
+// double: at most 64 terms per lane keeps float sums accurate.
+constexpr int64_t kChunk = 1024;
+constexpr int64_t kRowChunk = 64;
+// Elements per NHWC reduction block, the unit of its parallel work.
+constexpr int64_t kBlock = 65536;
+// NHWC rows shorter than this are taken k at a time, as one row of k*C values
+// with the channel constants repeated k times, so that short channel loops
+// still fill vector registers.
+constexpr int64_t kMinRow = 64;
+
+// The NHWC kernel row for C channels: C itself from kMinRow up, else the
+// smallest multiple of lcm(C, 16) from kMinRow up, so that a row is whole
+// vectors.
+int64_t nhwc_row(int64_t C) {
+  if (C == 0 || C >= kMinRow) return C;
+  const int64_t unit = C * (16 / std::gcd<int64_t>(C, 16));
+  return unit * ((kMinRow + unit - 1) / unit);
+}
 
 template <typename scalar_t>
 using acc_type = at::opmath_type<scalar_t>;
+
+// Element loads and stores in the accumulation type. c10::Half's own
+// conversions compile to one-element instructions that keep a loop from
+// vectorizing, so both half types convert with branch-free bit arithmetic.
+inline float to_acc(float v) { return v; }
+inline double to_acc(double v) { return v; }
+
+inline float to_acc(c10::BFloat16 v) { return c10::bit_cast<float>(uint32_t(v.x) << 16); }
+
+inline float to_acc(c10::Half v) {
+  const uint32_t magnitude = v.x & 0x7FFFu;
+  const uint32_t sign = uint32_t(v.x & 0x8000u) << 16;
+  // Exponent and mantissa moved into place; the product rebiases the exponent
+  // by 2^112 and turns half subnormals into normal floats, exactly.
+  const float value = c10::bit_cast<float>(magnitude << 13) * 0x1p112f;
+  const uint32_t inf_nan = magnitude >= 0x7C00u ? 0x7F800000u : 0u;
+  return c10::bit_cast<float>(c10::bit_cast<uint32_t>(value) | inf_nan | sign);
+}
+
+template <typename scalar_t>
+inline scalar_t from_acc(acc_type<scalar_t> v) {
+  return v;
+}
+
+template <>
+inline c10::BFloat16 from_acc<c10::BFloat16>(float v) {
+  const uint32_t u = c10::bit_cast<uint32_t>(v);
+  const uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;  // to nearest even
+  return c10::BFloat16(uint16_t(v != v ? 0x7FC0u : rounded), c10::BFloat16::from_bits());
+}
+
+template <>
+inline c10::Half from_acc<c10::Half>(float v) {
+  const uint32_t u = c10::bit_cast<uint32_t>(v);
+  const uint32_t a = u & 0x7FFFFFFFu;
+  // Normal halves: rebias the exponent, round the mantissa to nearest even
+  // (a carry out of the mantissa correctly gives the next binade, or infinity).
+  const uint32_t normal = (a - 0x38000000u + 0xFFFu + ((a >> 13) & 1u)) >> 13;
+  // Below 2^-14: adding 0.5 puts the half subnormal unit at the float's last
+  // place, so the FPU does the rounding.
+  const uint32_t subnormal =
+      c10::bit_cast<uint32_t>(c10::bit_cast<float>(a) + 0.5f) - 0x3F000000u;
+  const uint32_t huge = a > 0x7F800000u ? 0x7E00u : 0x7C00u;  // NaN, else infinity
+  const uint32_t h = a >= 0x47800000u ? huge : (a < 0x38800000u ? subnormal : normal);
+  return c10::Half(uint16_t(h | ((u >> 16) & 0x8000u)), c10::Half::from_bits());
+}
 
 // A 4-D tensor as the kernels walk it.
 struct Dims {
   int64_t N, C, HW;
   bool nhwc;
+  int64_t row;  // NHWC: values per kernel row, a multiple of C
   int64_t count() const { return N * HW; }  // elements per channel
+  int64_t numel() const { return N * C * HW; }
+  // Length of the per-channel constant arrays that the inner loops index.
+  int64_t lanes() const { return nhwc ? row : C; }
 };
 
 Dims dims_of(const at::Tensor& x, at::MemoryFormat fmt) {
-  return {x.size(0), x.size(1), x.size(2) * x.size(3), fmt == at::MemoryFormat::ChannelsLast};
+  return {x.size(0), x.size(1), x.size(2) * x.size(3), fmt == at::MemoryFormat::ChannelsLast,
+          nhwc_row(x.size(1))};
 }
 
-// Sums term(i) = (u, v) over i in [0, n), returning the two totals in double.
+// Per-channel values laid out along the lanes: channel j % C at lane j.
+template <typename T>
+std::vector<T> lane_values(const Dims& d, const std::vector<T>& v) {
+  std::vector<T> out(d.lanes());
+  for (int64_t j = 0; j < d.lanes(); ++j) out[j] = v[j % d.C];
+  return out;
+}
+
+// Sums term(i) = (u, v) over `runs` runs of `len` consecutive offsets, run k
+// starting at k * stride, into two totals in double. The lanes are folded into
+// double every chunk of at most kChunk elements: a piece of a long run, or
+// several short runs, so that short runs cost little more than long ones.
 template <typename acc_t, typename Term>
-inline void run_sums(int64_t n, const Term& term, double& s1, double& s2) {
+inline void run_sums(int64_t runs, int64_t len, int64_t stride, const Term& term, double& s1,
+                     double& s2) {
   s1 = 0.0;
   s2 = 0.0;
-  for (int64_t start = 0; start < n; start += kChunk) {
-    const int64_t end = std::min(n, start + kChunk);
-    acc_t a1[kLanes] = {};
-    acc_t a2[kLanes] = {};
-    int64_t i = start;
-    for (; i + kLanes <= end; i += kLanes) {
-      for (int64_t j = 0; j < kLanes; ++j) {
-        acc_t u, v;
-        term(i + j, u, v);
-        a1[j] += u;
-        a2[j] += v;
+  const int64_t runs_per_chunk = std::max<int64_t>(1, kChunk / std::max<int64_t>(len, 1));
+  for (int64_t k0 = 0; k0 < runs; k0 += runs_per_chunk) {
+    const int64_t k1 = std::min(runs, k0 + runs_per_chunk);
+    for (int64_t start = 0; start < len; start += kChunk) {
+      const int64_t end = std::min(len, start + kChunk);
+      acc_t a1[kLanes] = {};
+      acc_t a2[kLanes] = {};
+      for (int64_t k = k0; k < k1; ++k) {
+        const int64_t base = k * stride;
+        int64_t i = start;
+        for (; i + kLanes <= end; i += kLanes) {
+          for (int64_t j = 0; j < kLanes; ++j) {
+            acc_t u, v;
+            term(base + i + j, u, v);
+            a1[j] += u;
+            a2[j] += v;
+          }
+        }
+        for (; i < end; ++i) {
+          acc_t u, v;
+          term(base + i, u, v);
+          a1[(i - start) % kLanes] += u;
+          a2[(i - start) % kLanes] += v;
+        }
       }
+      double t1 = 0.0, t2 = 0.0;
+      for (int64_t j = 0; j < kLanes; ++j) {
+        t1 += a1[j];
+        t2 += a2[j];
+      }
+      s1 += t1;
+      s2 += t2;
     }
-    for (; i < end; ++i) {
-      acc_t u, v;
-      term(i, u, v);
-      a1[i - start & (kLanes - 1)] += u;
-      a2[i - start & (kLanes - 1)] += v;
-    }
-    double t1 = 0.0, t2 = 0.0;
-    for (int64_t j = 0; j < kLanes; ++j) {
-      t1 += a1[j];
-      t2 += a2[j];
-    }
-    s1 += t1;
-    s2 += t2;
   }
 }
 
-// Per-channel totals s1[c], s2[c] of term(offset, c) = (u, v) over the whole
-// tensor, in one read. NCHW: planes in parallel, each summed in lanes; NHWC: row
-// blocks in parallel, lanes across channels.
+// Per-channel totals s1[c], s2[c] of term(offset, lane) = (u, v) over the whole
+// tensor, in one read; the lane indexes the constants of lane_values. NCHW:
+// items of one channel's planes in a few samples (one sample for planes of
+// kChunk or more), in parallel and close to memory order, each summed in lanes;
+// NHWC: blocks of rows in parallel, lanes across the row. The split depends on
+// the shape only, so the result does not depend on the thread count.
 template <typename acc_t, typename Term>
 void channel_sums(const Dims& d, const Term& term, double* s1, double* s2) {
   std::fill(s1, s1 + d.C, 0.0);
   std::fill(s2, s2 + d.C, 0.0);
-  if (d.count() == 0 || d.C == 0) return;
+  if (d.numel() == 0) return;
   if (!d.nhwc) {
-    const int64_t planes = d.N * d.C;
-    std::vector<double> part(2 * planes);
-    at::parallel_for(0, planes, std::max<int64_t>(1, kGrain / d.HW), [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t c = p % d.C, base = p * d.HW;
-        run_sums<acc_t>(
-            d.HW, [&](int64_t i, acc_t& u, acc_t& v) { term(base + i, c, u, v); }, part[2 * p],
-            part[2 * p + 1]);
-      }
-    });
-    for (int64_t p = 0; p < planes; ++p) {
-      s1[p % d.C] += part[2 * p];
-      s2[p % d.C] += part[2 * p + 1];
+    const int64_t samples = std::max<int64_t>(1, kChunk / d.HW);  // per item
+    const int64_t items = (d.N + samples - 1) / samples * d.C;
+    std::vector<double> part(2 * items);
+    at::parallel_for(0, items, std::max<int64_t>(1, kGrain / (samples * d.HW)),
+                     [&](int64_t i0, int64_t i1) {
+                       for (int64_t it = i0; it < i1; ++it) {
+                         const int64_t c = it % d.C, n0 = it / d.C * samples;
+                         const int64_t base = (n0 * d.C + c) * d.HW;
+                         run_sums<acc_t>(
+                             std::min(samples, d.N - n0), d.HW, d.C * d.HW,
+                             [&](int64_t i, acc_t& u, acc_t& v) { term(base + i, c, u, v); },
+                             part[2 * it], part[2 * it + 1]);
+                       }
+                     });
+    for (int64_t it = 0; it < items; ++it) {
+      s1[it % d.C] += part[2 * it];
+      s2[it % d.C] += part[2 * it + 1];
     }
     return;
   }
-  const int64_t C = d.C, rows = d.count();
-  const int64_t blocks =
-      std::clamp<int64_t>(rows * C / kGrain, 1, std::max(1, at::get_num_threads()));
-  std::vector<double> part(2 * blocks * C, 0.0);
+  // Whole rows of d.row values go in blocks of about kBlock values, whose number
+  // does not depend on the thread count (so neither does the result); a last,
+  // shorter row (whole channel groups) is summed on its own.
+  const int64_t W = d.row, rows = d.numel() / W, tail = d.numel() % W;
+  const int64_t block_rows = kRowChunk * std::max<int64_t>(1, kBlock / (kRowChunk * W));
+  const int64_t blocks = (rows + block_rows - 1) / block_rows;
+  std::vector<double> part(2 * (blocks + 1) * W, 0.0);
   at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<acc_t> lanes(2 * C);
-    acc_t* a1 = lanes.data();
-    acc_t* a2 = a1 + C;
     for (int64_t b = b0; b < b1; ++b) {
-      double* p1 = part.data() + 2 * b * C;
-      double* p2 = p1 + C;
-      const int64_t r_end = rows * (b + 1) / blocks;
-      for (int64_t r = rows * b / blocks; r < r_end; r += kRowChunk) {
-        std::fill(lanes.begin(), lanes.end(), acc_t(0));
-        for (int64_t rr = r; rr < std::min(r_end, r + kRowChunk); ++rr) {
-          const int64_t base = rr * C;
-          for (int64_t c = 0; c < C; ++c) {
-            acc_t u, v;
-            term(base + c, c, u, v);
-            a1[c] += u;
-            a2[c] += v;
+      double* p1 = part.data() + 2 * b * W;
+      double* p2 = p1 + W;
+      const int64_t r_end = std::min(rows, (b + 1) * block_rows);
+      for (int64_t r = b * block_rows; r < r_end; r += kRowChunk) {
+        const int64_t r_stop = std::min(r_end, r + kRowChunk);
+        // Lanes are a local tile of the row: the compiler sees that the sums
+        // cannot alias the data and keeps them in vector registers, given a
+        // fixed tile width.
+        for (int64_t c0 = 0; c0 < W; c0 += kTile) {
+          acc_t a1[kTile] = {};
+          acc_t a2[kTile] = {};
+          const auto add_rows = [&](auto width) {
+            for (int64_t rr = r; rr < r_stop; ++rr) {
+              const int64_t base = rr * W + c0;
+              for (int64_t j = 0; j < width; ++j) {
+                acc_t u, v;
+                term(base + j, c0 + j, u, v);
+                a1[j] += u;
+                a2[j] += v;
+              }
+            }
+          };
+          const int64_t width = std::min(kTile, W - c0);
+          if (width == kTile) {
+            add_rows(std::integral_constant<int64_t, kTile>());
+          } else {
+            add_rows(width);
           }
-        }
-        for (int64_t c = 0; c < C; ++c) {
-          p1[c] += a1[c];
-          p2[c] += a2[c];
+          for (int64_t j = 0; j < width; ++j) {
+            p1[c0 + j] += a1[j];
+            p2[c0 + j] += a2[j];
+          }
         }
       }
     }
   });
-  for (int64_t b = 0; b < blocks; ++b) {
-    for (int64_t c = 0; c < C; ++c) {
-      s1[c] += part[2 * b * C + c];
-      s2[c] += part[2 * b * C + C + c];
+  for (int64_t j = 0; j < tail; ++j) {
+    acc_t u, v;
+    term(rows * W + j, j, u, v);
+    part[2 * blocks * W + j] = u;
+    part[2 * blocks * W + W + j] = v;
+  }
+  for (int64_t b = 0; b <= blocks; ++b) {
+    for (int64_t j = 0; j < W; ++j) {
+      s1[j % d.C] += part[2 * b * W + j];
+      s2[j % d.C] += part[2 * b * W + W + j];
     }
   }
 }
 
-// Mean and biased variance from sums of (x - shift) and (x - shift)^2 over n
-// values. The shift is a sample of the channel, so the subtraction loses
-// little even when the mean is large against the spread.
-inline void finish_stats(double shift, double s1, double s2, int64_t n, double& mean, double& var) {
+// Mean and biased variance from sums of d = x - shift and d^2 over n values.
+inline void finish_stats(double shift, double s1, double s2, int64_t n, double& mean,
+                         double& var) {
   if (n == 0) {
     mean = var = std::numeric_limits<double>::quiet_NaN();
     return;
@@ -156,50 +277,63 @@ inline void finish_stats(double shift, double s1, double s2, int64_t n, double& 
   var = std::max(0.0, s2 / n - m1 * m1);
 }
 
+// Statistics sum d = x - shift and d^2 in double lanes: for float and half
+// inputs both are exact per element, so the variance stays accurate even when
+// the shift (the channel's first value) is far from the mean, e.g. a zero
+// padding pixel before a channel of mean 5 and std 0.05. Reading the input
+// stays the cost of the pass.
 template <typename scalar_t>
 void stats_kernel(const Dims& d, const scalar_t* x, double* mean, double* var) {
-  using acc_t = acc_type<scalar_t>;
-  std::vector<acc_t> shift(d.C, acc_t(0));
+  std::vector<double> shift(d.C, 0.0);
   if (d.count() > 0) {
-    for (int64_t c = 0; c < d.C; ++c) shift[c] = static_cast<acc_t>(x[d.nhwc ? c : c * d.HW]);
+    for (int64_t c = 0; c < d.C; ++c) shift[c] = to_acc(x[d.nhwc ? c : c * d.HW]);
   }
-  const acc_t* sh = shift.data();
+  const std::vector<double> lane_shift = lane_values(d, shift);
+  const double* sh = lane_shift.data();
   std::vector<double> s2(d.C);
-  channel_sums<acc_t>(
+  // `mean` holds the sums of d until finish_stats turns them into means.
+  channel_sums<double>(
       d,
-      [=](int64_t i, int64_t c, acc_t& u, acc_t& v) {
-        u = static_cast<acc_t>(x[i]) - sh[c];
+      [=](int64_t i, int64_t lane, double& u, double& v) {
+        u = static_cast<double>(to_acc(x[i])) - sh[lane];
         v = u * u;
       },
       mean, s2.data());
-  for (int64_t c = 0; c < d.C; ++c) finish_stats(sh[c], mean[c], s2[c], d.count(), mean[c], var[c]);
+  for (int64_t c = 0; c < d.C; ++c) {
+    finish_stats(shift[c], mean[c], s2[c], d.count(), mean[c], var[c]);
+  }
 }
 
 // act((x - mean) * scale + bias) over one contiguous run of a single channel.
+// The elementwise runs are kept out of line so that their __restrict
+// parameters hold wherever they are called from, and the loops vectorize.
 template <typename scalar_t, typename acc_t>
-inline void apply_run(const scalar_t* __restrict x, scalar_t* __restrict y, int64_t n, acc_t mean,
-                      acc_t scale, acc_t bias, acc_t slope) {
+C10_NOINLINE void apply_run(const scalar_t* __restrict x, scalar_t* __restrict y, int64_t n,
+                            acc_t mean, acc_t scale, acc_t bias, acc_t slope) {
   for (int64_t i = 0; i < n; ++i) {
-    const acc_t z = (static_cast<acc_t>(x[i]) - mean) * scale + bias;
-    y[i] = static_cast<scalar_t>(z > 0 ? z : z * slope);
+    const acc_t z = (to_acc(x[i]) - mean) * scale + bias;
+    y[i] = from_acc<scalar_t>(z * pick(z > 0, acc_t(1), slope));
   }
 }
 
-// The same over one NHWC row: channel constants vary along the run.
+// The same over NHWC rows of `width` values, with constants per lane.
 template <typename scalar_t, typename acc_t>
-inline void apply_row(const scalar_t* __restrict x, scalar_t* __restrict y, int64_t C,
-                      const acc_t* __restrict mean, const acc_t* __restrict scale,
-                      const acc_t* __restrict bias, acc_t slope) {
-  for (int64_t c = 0; c < C; ++c) {
-    const acc_t z = (static_cast<acc_t>(x[c]) - mean[c]) * scale[c] + bias[c];
-    y[c] = static_cast<scalar_t>(z > 0 ? z : z * slope);
+C10_NOINLINE void apply_rows(const scalar_t* __restrict x, scalar_t* __restrict y, int64_t rows,
+                             int64_t width, const acc_t* __restrict mean,
+                             const acc_t* __restrict scale, const acc_t* __restrict bias,
+                             acc_t slope) {
+  for (int64_t r = 0; r < rows; ++r, x += width, y += width) {
+    for (int64_t c = 0; c < width; ++c) {
+      const acc_t z = (to_acc(x[c]) - mean[c]) * scale[c] + bias[c];
+      y[c] = from_acc<scalar_t>(z * pick(z > 0, acc_t(1), slope));
+    }
   }
 }
 
-template <typename scalar_t>
-void apply_kernel(const Dims& d, const scalar_t* x, scalar_t* y, const acc_type<scalar_t>* mean,
-                  const acc_type<scalar_t>* scale, const acc_type<scalar_t>* bias,
-                  acc_type<scalar_t> slope) {
+// act((x - mean[c]) * scale[c] + bias[c]) over the tensor.
+template <typename scalar_t, typename acc_t>
+void apply_kernel(const Dims& d, const scalar_t* x, scalar_t* y, const std::vector<acc_t>& mean,
+                  const std::vector<acc_t>& scale, const std::vector<acc_t>& bias, acc_t slope) {
   if (!d.nhwc) {
     at::parallel_for(0, d.N * d.C, std::max<int64_t>(1, kGrain / std::max<int64_t>(d.HW, 1)),
                      [&](int64_t p0, int64_t p1) {
@@ -211,54 +345,15 @@ void apply_kernel(const Dims& d, const scalar_t* x, scalar_t* y, const acc_type<
                      });
     return;
   }
-  at::parallel_for(0, d.count(), std::max<int64_t>(1, kGrain / std::max<int64_t>(d.C, 1)),
-                   [&](int64_t r0, int64_t r1) {
-                     for (int64_t r = r0; r < r1; ++r)
-                       apply_row(x + r * d.C, y + r * d.C, d.C, mean, scale, bias, slope);
-                   });
-}
-
-// Training forward in NCHW with one channel per task: the statistics pass leaves
-// the channel's planes in cache for the normalize pass that follows at once.
-template <typename scalar_t>
-void train_nchw_by_channel(const Dims& d, const scalar_t* x, scalar_t* y,
-                           const acc_type<scalar_t>* weight, const acc_type<scalar_t>* bias,
-                           double eps, acc_type<scalar_t> slope, double* mean, double* var) {
-  using acc_t = acc_type<scalar_t>;
-  at::parallel_for(0, d.C, std::max<int64_t>(1, kGrain / d.count()), [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const acc_t shift = static_cast<acc_t>(x[c * d.HW]);
-      double s1 = 0.0, s2 = 0.0;
-      for (int64_t n = 0; n < d.N; ++n) {
-        const scalar_t* plane = x + (n * d.C + c) * d.HW;
-        double t1, t2;
-        run_sums<acc_t>(
-            d.HW,
-            [=](int64_t i, acc_t& u, acc_t& v) {
-              u = static_cast<acc_t>(plane[i]) - shift;
-              v = u * u;
-            },
-            t1, t2);
-        s1 += t1;
-        s2 += t2;
-      }
-      finish_stats(shift, s1, s2, d.count(), mean[c], var[c]);
-      const acc_t m = static_cast<acc_t>(mean[c]);
-      const acc_t scale = static_cast<acc_t>(weight[c] / std::sqrt(var[c] + eps));
-      for (int64_t n = 0; n < d.N; ++n) {
-        const int64_t off = (n * d.C + c) * d.HW;
-        apply_run(x + off, y + off, d.HW, m, scale, bias[c], slope);
-      }
-    }
+  const std::vector<acc_t> m = lane_values(d, mean), sc = lane_values(d, scale),
+                           b = lane_values(d, bias);
+  const int64_t W = d.row, rows = d.numel() / W, tail = d.numel() % W;
+  at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / W), [&](int64_t r0, int64_t r1) {
+    apply_rows(x + r0 * W, y + r0 * W, r1 - r0, W, m.data(), sc.data(), b.data(), slope);
   });
-}
-
-// Whether one task per channel keeps both threads' shares close to equal;
-// otherwise the training forward runs as a statistics pass and an apply pass
-// that split the work finer.
-bool channels_balance(int64_t C) {
-  const int64_t threads = at::get_num_threads();
-  return C % threads == 0 || C >= 8 * threads;
+  if (tail > 0) {
+    apply_rows(x + rows * W, y + rows * W, 1, tail, m.data(), sc.data(), b.data(), slope);
+  }
 }
 
 // The backward recovers, per element, the activation's mask and a value u
@@ -276,12 +371,12 @@ inline void recover(acc_t s, acc_t g, acc_t mean, acc_t scale, acc_t bias, acc_t
                     acc_t inv_slope, acc_t& dz, acc_t& u) {
   if constexpr (kFromOutput) {
     const bool pos = s > 0;
-    const acc_t z = s * (pos ? acc_t(1) : inv_slope);
-    dz = g * (pos ? acc_t(1) : slope);
+    const acc_t z = s * pick(pos, acc_t(1), inv_slope);
+    dz = g * pick(pos, acc_t(1), slope);
     u = z - bias;
   } else {
     u = s - mean;
-    dz = g * (u * scale + bias > 0 ? acc_t(1) : slope);
+    dz = g * pick(u * scale + bias > 0, acc_t(1), slope);
   }
 }
 
@@ -291,15 +386,18 @@ void backward_reduce_kernel(const Dims& d, const scalar_t* g, const scalar_t* s,
                             acc_type<scalar_t> slope, double* sum_dz, double* sum_dz_xhat) {
   using acc_t = acc_type<scalar_t>;
   const acc_t inv_slope = slope != 0 ? acc_t(1) / slope : acc_t(0);
-  const acc_t* mean = ch.mean.data();
-  const acc_t* scale = ch.scale.data();
-  const acc_t* bias = ch.bias.data();
+  const std::vector<acc_t> lane_mean = lane_values(d, ch.mean),
+                           lane_scale = lane_values(d, ch.scale),
+                           lane_bias = lane_values(d, ch.bias);
+  const acc_t* mean = lane_mean.data();
+  const acc_t* scale = lane_scale.data();
+  const acc_t* bias = lane_bias.data();
   channel_sums<acc_t>(
       d,
-      [=](int64_t i, int64_t c, acc_t& dz, acc_t& dz_u) {
+      [=](int64_t i, int64_t lane, acc_t& dz, acc_t& dz_u) {
         acc_t u;
-        recover<kFromOutput>(static_cast<acc_t>(s[i]), static_cast<acc_t>(g[i]), mean[c],
-                             scale[c], bias[c], slope, inv_slope, dz, u);
+        recover<kFromOutput>(to_acc(s[i]), to_acc(g[i]), mean[lane], scale[lane], bias[lane],
+                             slope, inv_slope, dz, u);
         dz_u = dz * u;
       },
       sum_dz, sum_dz_xhat);
@@ -307,35 +405,36 @@ void backward_reduce_kernel(const Dims& d, const scalar_t* g, const scalar_t* s,
 }
 
 // grad_input = (dz - mean_dz - xhat * mean_dz_xhat) * invstd * weight, written as
-// dz * k + u * ku + k0 with the per-channel constants folded.
+// dz * scale + u * ku + k0 with the per-channel constants folded.
 template <typename acc_t>
 struct InputGradChannels {
-  std::vector<acc_t> k, ku, k0;
+  std::vector<acc_t> ku, k0;
 };
 
 template <bool kFromOutput, typename scalar_t, typename acc_t>
-inline void input_grad_run(const scalar_t* __restrict g, const scalar_t* __restrict s,
-                           scalar_t* __restrict out, int64_t n, acc_t mean, acc_t scale,
-                           acc_t bias, acc_t k, acc_t ku, acc_t k0, acc_t slope, acc_t inv_slope) {
+C10_NOINLINE void input_grad_run(const scalar_t* __restrict g, const scalar_t* __restrict s,
+                                 scalar_t* __restrict out, int64_t n, acc_t mean, acc_t scale,
+                                 acc_t bias, acc_t ku, acc_t k0, acc_t slope, acc_t inv_slope) {
   for (int64_t i = 0; i < n; ++i) {
     acc_t dz, u;
-    recover<kFromOutput>(static_cast<acc_t>(s[i]), static_cast<acc_t>(g[i]), mean, scale, bias,
-                         slope, inv_slope, dz, u);
-    out[i] = static_cast<scalar_t>(dz * k + u * ku + k0);
+    recover<kFromOutput>(to_acc(s[i]), to_acc(g[i]), mean, scale, bias, slope, inv_slope, dz, u);
+    out[i] = from_acc<scalar_t>(dz * scale + u * ku + k0);
   }
 }
 
 template <bool kFromOutput, typename scalar_t, typename acc_t>
-inline void input_grad_row(const scalar_t* __restrict g, const scalar_t* __restrict s,
-                           scalar_t* __restrict out, int64_t C, const acc_t* __restrict mean,
-                           const acc_t* __restrict scale, const acc_t* __restrict bias,
-                           const acc_t* __restrict k, const acc_t* __restrict ku,
-                           const acc_t* __restrict k0, acc_t slope, acc_t inv_slope) {
-  for (int64_t c = 0; c < C; ++c) {
-    acc_t dz, u;
-    recover<kFromOutput>(static_cast<acc_t>(s[c]), static_cast<acc_t>(g[c]), mean[c], scale[c],
-                         bias[c], slope, inv_slope, dz, u);
-    out[c] = static_cast<scalar_t>(dz * k[c] + u * ku[c] + k0[c]);
+C10_NOINLINE void input_grad_rows(const scalar_t* __restrict g, const scalar_t* __restrict s,
+                                  scalar_t* __restrict out, int64_t rows, int64_t width,
+                                  const acc_t* __restrict mean, const acc_t* __restrict scale,
+                                  const acc_t* __restrict bias, const acc_t* __restrict ku,
+                                  const acc_t* __restrict k0, acc_t slope, acc_t inv_slope) {
+  for (int64_t r = 0; r < rows; ++r, g += width, s += width, out += width) {
+    for (int64_t c = 0; c < width; ++c) {
+      acc_t dz, u;
+      recover<kFromOutput>(to_acc(s[c]), to_acc(g[c]), mean[c], scale[c], bias[c], slope,
+                           inv_slope, dz, u);
+      out[c] = from_acc<scalar_t>(dz * scale[c] + u * ku[c] + k0[c]);
+    }
   }
 }
 
@@ -353,22 +452,23 @@ void backward_input_kernel(const Dims& d, const scalar_t* g, const scalar_t* s, 
                          const int64_t c = p % d.C, off = p * d.HW;
                          input_grad_run<kFromOutput>(g + off, s + off, out + off, d.HW,
                                                      ch.mean[c], ch.scale[c], ch.bias[c],
-                                                     ig.k[c], ig.ku[c], ig.k0[c], slope,
-                                                     inv_slope);
+                                                     ig.ku[c], ig.k0[c], slope, inv_slope);
                        }
                      });
     return;
   }
-  at::parallel_for(0, d.count(), std::max<int64_t>(1, kGrain / std::max<int64_t>(d.C, 1)),
-                   [&](int64_t r0, int64_t r1) {
-                     for (int64_t r = r0; r < r1; ++r) {
-                       const int64_t off = r * d.C;
-                       input_grad_row<kFromOutput>(g + off, s + off, out + off, d.C,
-                                                   ch.mean.data(), ch.scale.data(),
-                                                   ch.bias.data(), ig.k.data(), ig.ku.data(),
-                                                   ig.k0.data(), slope, inv_slope);
-                     }
-                   });
+  const std::vector<acc_t> m = lane_values(d, ch.mean), sc = lane_values(d, ch.scale),
+                           b = lane_values(d, ch.bias), ku = lane_values(d, ig.ku),
+                           k0 = lane_values(d, ig.k0);
+  const int64_t W = d.row, rows = d.numel() / W, tail = d.numel() % W;
+  const auto run_rows = [&](int64_t r0, int64_t n_rows, int64_t width) {
+    const int64_t off = r0 * W;
+    input_grad_rows<kFromOutput>(g + off, s + off, out + off, n_rows, width, m.data(), sc.data(),
+                                 b.data(), ku.data(), k0.data(), slope, inv_slope);
+  };
+  at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / W),
+                   [&](int64_t r0, int64_t r1) { run_rows(r0, r1 - r0, W); });
+  if (tail > 0) run_rows(rows, 1, tail);
 }
 
 // ---- argument handling shared by the ops ----
@@ -378,38 +478,23 @@ template <typename acc_t>
 std::vector<double> channel_values(const c10::optional<at::Tensor>& v, int64_t C, double fill) {
   if (!v.has_value()) return std::vector<double>(C, fill);
   const at::Tensor t = v->contiguous();
-  const acc_t* p = t.data_ptr<acc_t>();
+  const acc_t* p = t.const_data_ptr<acc_t>();
   return std::vector<double>(p, p + C);
 }
 
+// A per-channel result as a (C,) tensor of x's statistics dtype.
 at::Tensor channel_tensor(const std::vector<double>& values, const at::Tensor& x) {
-  return at::tensor(values, x.options().dtype(at::kDouble)).to(stat_dtype(x));
+  at::Tensor t =
+      at::empty({static_cast<int64_t>(values.size())}, x.options().dtype(stat_dtype(x)));
+  AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "fastgan::channel_tensor", [&] {
+    std::copy(values.begin(), values.end(), t.mutable_data_ptr<scalar_t>());
+  });
+  return t;
 }
 
 template <typename acc_t>
 std::vector<acc_t> narrow(const std::vector<double>& v) {
   return std::vector<acc_t>(v.begin(), v.end());
-}
-
-void check_backward_args(const at::Tensor& grad_out, const at::Tensor& saved, const at::Tensor& mean,
-                         const at::Tensor& invstd, const c10::optional<at::Tensor>& weight,
-                         const c10::optional<at::Tensor>& bias, double negative_slope,
-                         bool saved_is_output) {
-  check_bn_input(grad_out, "grad_out");
-  check_bn_input(saved, "saved");
-  TORCH_CHECK(grad_out.sizes() == saved.sizes(), "fastgan: grad_out has shape ", grad_out.sizes(),
-              " but saved has shape ", saved.sizes());
-  TORCH_CHECK(grad_out.scalar_type() == saved.scalar_type(), "fastgan: grad_out is ",
-              grad_out.scalar_type(), " but saved is ", saved.scalar_type());
-  TORCH_CHECK(grad_out.device() == saved.device(), "fastgan: grad_out is on ", grad_out.device(),
-              " but saved is on ", saved.device());
-  check_channel_vector(mean, saved, "mean");
-  check_channel_vector(invstd, saved, "invstd");
-  check_optional_channel_vector(weight, saved, "weight");
-  check_optional_channel_vector(bias, saved, "bias");
-  TORCH_CHECK(!saved_is_output || negative_slope >= 0,
-              "fastgan: recovering from the output needs negative_slope >= 0, got ",
-              negative_slope);
 }
 
 // Per-channel constants of the backward passes, in double before narrowing.
@@ -472,9 +557,8 @@ at::Tensor bn_act_apply_cpu(const at::Tensor& input, const at::Tensor& mean,
         for (int64_t c = 0; c < d.C; ++c) scale[c] = static_cast<acc_t>(w[c] * is[c]);
         const std::vector<acc_t> m = narrow<acc_t>(channel_values<acc_t>(mean, d.C, 0.0));
         const std::vector<acc_t> b = narrow<acc_t>(channel_values<acc_t>(bias, d.C, 0.0));
-        apply_kernel<scalar_t>(d, x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
-                               m.data(), scale.data(), b.data(),
-                               static_cast<acc_t>(negative_slope));
+        apply_kernel(d, x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), m, scale,
+                     b, static_cast<acc_t>(negative_slope));
       });
   return out;
 }
@@ -498,13 +582,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_act_train_cpu(
         const std::vector<acc_t> b = narrow<acc_t>(channel_values<acc_t>(bias, d.C, 0.0));
         const acc_t slope = static_cast<acc_t>(negative_slope);
         const scalar_t* xp = x.const_data_ptr<scalar_t>();
-        scalar_t* yp = out.mutable_data_ptr<scalar_t>();
-        if (!d.nhwc && d.count() > 0 && channels_balance(d.C)) {
-          const std::vector<acc_t> wa = narrow<acc_t>(w);
-          train_nchw_by_channel<scalar_t>(d, xp, yp, wa.data(), b.data(), eps, slope, mean.data(),
-                                          var.data());
-          return;
-        }
         stats_kernel<scalar_t>(d, xp, mean.data(), var.data());
         if (x.numel() == 0) return;
         std::vector<acc_t> m(d.C), scale(d.C);
@@ -512,7 +589,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_act_train_cpu(
           m[c] = static_cast<acc_t>(mean[c]);
           scale[c] = static_cast<acc_t>(w[c] / std::sqrt(var[c] + eps));
         }
-        apply_kernel<scalar_t>(d, xp, yp, m.data(), scale.data(), b.data(), slope);
+        apply_kernel(d, xp, out.mutable_data_ptr<scalar_t>(), m, scale, b, slope);
       });
   return {out, channel_tensor(mean, x), channel_tensor(var, x)};
 }
@@ -566,17 +643,13 @@ at::Tensor bn_act_backward_input_cpu(const at::Tensor& grad_out, const at::Tenso
       at::kHalf, at::kBFloat16, s.scalar_type(), "fastgan::bn_act_backward_input", [&] {
         using acc_t = acc_type<scalar_t>;
         const auto ch = backward_channels<acc_t>(mean, invstd, weight, bias, d.C, saved_is_output);
-        const std::vector<double> is = channel_values<acc_t>(invstd, d.C, 0.0);
-        const std::vector<double> w = channel_values<acc_t>(weight, d.C, 1.0);
         const std::vector<double> mdz = channel_values<acc_t>(mean_dz, d.C, 0.0);
         const std::vector<double> mdx = channel_values<acc_t>(mean_dz_xhat, d.C, 0.0);
         InputGradChannels<acc_t> ig;
-        ig.k.resize(d.C);
         ig.ku.resize(d.C);
         ig.k0.resize(d.C);
         for (int64_t c = 0; c < d.C; ++c) {
-          const double k = is[c] * w[c];
-          ig.k[c] = static_cast<acc_t>(k);
+          const double k = ch.scale[c];
           ig.ku[c] = static_cast<acc_t>(-ch.factor[c] * mdx[c] * k);
           ig.k0[c] = static_cast<acc_t>(-mdz[c] * k);
         }

@@ -641,29 +641,6 @@ void launch_apply(const at::Tensor& x, const Layout& l, const at::Tensor& out,
   });
 }
 
-void check_backward_args(const at::Tensor& grad_out, const at::Tensor& saved,
-                         const at::Tensor& mean, const at::Tensor& invstd,
-                         const c10::optional<at::Tensor>& weight,
-                         const c10::optional<at::Tensor>& bias, double negative_slope,
-                         bool saved_is_output) {
-  check_bn_input(grad_out, "grad_out");
-  check_bn_input(saved, "saved");
-  TORCH_CHECK(grad_out.sizes() == saved.sizes(), "fastgan: grad_out has shape ", grad_out.sizes(),
-              " but saved has shape ", saved.sizes());
-  TORCH_CHECK(grad_out.scalar_type() == saved.scalar_type(), "fastgan: grad_out is ",
-              grad_out.scalar_type(), " but saved is ", saved.scalar_type());
-  TORCH_CHECK(grad_out.device() == saved.device(), "fastgan: grad_out is on ", grad_out.device(),
-              " but saved is on ", saved.device());
-  check_channel_vector(mean, saved, "mean");
-  check_channel_vector(invstd, saved, "invstd");
-  check_optional_channel_vector(weight, saved, "weight");
-  check_optional_channel_vector(bias, saved, "bias");
-  // A ReLU output has lost the negative half, and grad_input needs xhat everywhere.
-  TORCH_CHECK(!saved_is_output || negative_slope > 0,
-              "fastgan: recovering from the output needs negative_slope > 0, got ",
-              negative_slope);
-}
-
 // The per-channel arguments of a pass; the tensors behind the pointers must outlive it.
 struct ChannelTensors {
   at::Tensor mean, invstd, weight, bias;

@@ -234,12 +234,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gan_d_loss_cuda(const at::Tensor&
                                                                c10::string_view mode,
                                                                double target_real,
                                                                double target_fake) {
-  check_logits(real_logits, "real_logits");
-  check_logits(fake_logits, "fake_logits");
-  TORCH_CHECK(real_logits.scalar_type() == fake_logits.scalar_type(), "fastgan: real_logits is ",
-              real_logits.scalar_type(), " but fake_logits is ", fake_logits.scalar_type());
-  TORCH_CHECK(real_logits.device() == fake_logits.device(), "fastgan: real_logits is on ",
-              real_logits.device(), " but fake_logits is on ", fake_logits.device());
+  check_logit_pair(real_logits, fake_logits);
   MapSpec real, fake;
   switch (parse_gan_mode(std::string(mode.data(), mode.size()))) {
     case GanMode::Vanilla:

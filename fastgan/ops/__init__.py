@@ -170,6 +170,9 @@ def gan_d_loss(real_logits, fake_logits, mode: str = "vanilla", target_real: flo
     _check_logits(fake_logits, "fake_logits")
     if real_logits.device != fake_logits.device:
         raise ValueError(f"real_logits are on {real_logits.device} but fake_logits on {fake_logits.device}")
+    if real_logits.dtype != fake_logits.dtype:
+        raise TypeError(f"real_logits are {real_logits.dtype} but fake_logits {fake_logits.dtype}; "
+                        f"pass both in one dtype")
     if _native(real_logits):
         return torch.ops.fastgan.gan_d_loss(real_logits, fake_logits, mode, float(target_real), float(target_fake))[0]
     return reference.gan_d_loss(real_logits, fake_logits, mode, target_real, target_fake)
