@@ -163,7 +163,9 @@ def machine_info(device: str) -> dict:
     info = {"device": device, "cpu_model": _cpu_model(), "cpu_count": _cpu_count(), "loadavg_start": _loadavg(),
             "threads": torch.get_num_threads(), "torch": torch.__version__, "cuda": torch.version.cuda,
             "python": platform.python_version(), "platform": platform.platform(),
-            "fastgan": _fastgan_info(), "git": _git()}
+            "fastgan": _fastgan_info(), "git": _git(),
+            # glibc's allocator settings decide whether big CPU tensors are faulted in afresh every step.
+            "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}}
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
         info.update(device_name=torch.cuda.get_device_name(0), gpu_memory_gib=round(props.total_memory / 2**30, 1),

@@ -54,6 +54,9 @@ def _machine_note(path: Path, result: dict) -> str:
     where += f", {m['cpu_count']} CPUs, {m['threads']} torch threads"
     if m.get("loadavg_start") is not None:
         where += f", load average {m['loadavg_start']} at start and {result.get('loadavg_end', '?')} at end"
+    malloc = m.get("malloc_env") or {}
+    where += ("; glibc malloc " + ", ".join(f"{k}={v}" for k, v in sorted(malloc.items()))
+              if malloc else "; default glibc malloc settings") if m["device"] == "cpu" else ""
     fg = m.get("fastgan", {})
     backend = (f"backend `{fg.get('backend')}` (cuda: {fg.get('cuda')}"
                + (f"; {fg['reason']}" if fg.get("reason") else "") + ")") if "backend" in fg \

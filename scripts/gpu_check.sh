@@ -24,7 +24,7 @@ for step in $STEPS; do
       timeout 120 python3 scripts/cuda_selftest.py 2>&1 | tee "$OUT/selftest.log" | tail -40
       ;;
     test)
-      timeout 240 python3 -m pytest -q -x -n 8 -p no:cacheprovider tests 2>&1 | tee "$OUT/pytest.log" | tail -40
+      timeout 240 python3 -m pytest -q -n 8 -p no:cacheprovider tests 2>&1 | tee "$OUT/pytest.log" | tail -40
       ;;
     bench)
       timeout 300 python3 -m benchmarks.run --device cuda --time-budget 240 --out benchmarks/results 2>&1 \
