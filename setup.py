@@ -7,11 +7,14 @@ drops -march=native for a build that must run on other CPUs.
 """
 import glob
 import os
+import sys
 
 from setuptools import setup
 from torch.utils import cpp_extension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, ROOT)
+from fastgan._build import LINK_FLAGS, NVCC_FLAGS, cxx_flags  # noqa: E402
 
 
 def _want_cuda() -> bool:
@@ -30,25 +33,18 @@ def _sources(cuda: bool) -> list[str]:
     return names
 
 
-def _cxx_flags() -> list[str]:
-    flags = ["-O3", "-fopenmp"]
-    if os.environ.get("FASTGAN_NATIVE", "1") != "0":
-        flags.append("-march=native")
-    return flags
-
-
 def extension():
     cuda = _want_cuda()
     kind = cpp_extension.CUDAExtension if cuda else cpp_extension.CppExtension
-    args = {"cxx": _cxx_flags()}
+    args = {"cxx": cxx_flags()}
     if cuda:
-        args["nvcc"] = ["-O3", "-lineinfo"]
+        args["nvcc"] = NVCC_FLAGS
     return kind(
         name="fastgan._C",
         sources=_sources(cuda),
         include_dirs=[os.path.join(ROOT, "csrc")],
         extra_compile_args=args,
-        extra_link_args=["-fopenmp"],
+        extra_link_args=LINK_FLAGS,
         define_macros=[("FASTGAN_WITH_CUDA", "1")] if cuda else [],
     )
 

@@ -76,6 +76,18 @@ inline void check_backward_args(const at::Tensor& grad_out, const at::Tensor& sa
               negative_slope);
 }
 
+// bn_act_backward_input's arguments: the backward ones plus the two channel means.
+inline void check_backward_input_args(const at::Tensor& grad_out, const at::Tensor& saved,
+                                      const at::Tensor& mean, const at::Tensor& invstd,
+                                      const c10::optional<at::Tensor>& weight,
+                                      const c10::optional<at::Tensor>& bias,
+                                      const at::Tensor& mean_dz, const at::Tensor& mean_dz_xhat,
+                                      double negative_slope, bool saved_is_output) {
+  check_backward_args(grad_out, saved, mean, invstd, weight, bias, negative_slope, saved_is_output);
+  check_channel_vector(mean_dz, saved, "mean_dz");
+  check_channel_vector(mean_dz_xhat, saved, "mean_dz_xhat");
+}
+
 enum class GanMode { Vanilla, LSGAN, Hinge, WGAN };
 
 inline GanMode parse_gan_mode(const std::string& mode) {

@@ -30,6 +30,8 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / "csrc"
+sys.path.insert(0, str(ROOT))
+from fastgan._build import LINK_FLAGS, NVCC_FLAGS, cxx_flags  # noqa: E402  (not fastgan.ops: it loads _C)
 DEV = "cuda"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp64": torch.float64}
 # Normwise tolerance of outputs rounded to the element dtype, and of fp32/fp64 per-channel vectors.
@@ -65,9 +67,9 @@ def load_library(lib: str | None, jit: bool) -> str:
             path = cpp_extension.load(
                 name=name, sources=[str(CSRC / "ops.cpp"), *cpu_sources, *cuda],
                 extra_include_paths=[str(CSRC), *wheel_includes],
-                extra_cflags=["-O3", "-fopenmp", "-DFASTGAN_WITH_CUDA=1"],
-                extra_cuda_cflags=["-O3", "-lineinfo", "-DFASTGAN_WITH_CUDA=1"],
-                extra_ldflags=["-fopenmp"], build_directory=str(build), is_python_module=False)
+                extra_cflags=cxx_flags() + ["-DFASTGAN_WITH_CUDA=1"],
+                extra_cuda_cflags=NVCC_FLAGS + ["-DFASTGAN_WITH_CUDA=1"],
+                extra_ldflags=LINK_FLAGS, build_directory=str(build), is_python_module=False)
             print(f"built {path} in {time.time() - t0:.0f} s")
             return str(path)
         except Exception as error:  # report and retry without the CPU sources

@@ -629,10 +629,8 @@ at::Tensor bn_act_backward_input_cpu(const at::Tensor& grad_out, const at::Tenso
                                      const c10::optional<at::Tensor>& bias,
                                      const at::Tensor& mean_dz, const at::Tensor& mean_dz_xhat,
                                      double negative_slope, bool saved_is_output) {
-  check_backward_args(grad_out, saved, mean, invstd, weight, bias, negative_slope,
-                      saved_is_output);
-  check_channel_vector(mean_dz, saved, "mean_dz");
-  check_channel_vector(mean_dz_xhat, saved, "mean_dz_xhat");
+  check_backward_input_args(grad_out, saved, mean, invstd, weight, bias, mean_dz, mean_dz_xhat,
+                            negative_slope, saved_is_output);
   const auto fmt = kernel_layout(saved);
   const at::Tensor s = saved.contiguous(fmt);
   const at::Tensor g = grad_out.contiguous(fmt);

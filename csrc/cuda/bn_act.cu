@@ -163,6 +163,20 @@ __device__ void merge_over_y(S (&st)[P], S* sm) {
   for (int j = 0; j < P; ++j) st[j] = mine[j];
 }
 
+// Merges the block's states over threadIdx.y and writes them to the partial[c][split]
+// workspace that the combine kernels read, one state per channel and block row.
+template <bool ROWS, typename S, int P>
+__device__ void store_partials(S (&st)[P], unsigned char* smem, bool active, int64_t col,
+                               S* __restrict__ partial) {
+  merge_over_y(st, reinterpret_cast<S*>(smem));
+  if (active && threadIdx.y == 0) {
+#pragma unroll
+    for (int j = 0; j < P; ++j) {
+      partial[lane_channel<ROWS, P>(col, j) * gridDim.y + blockIdx.y] = st[j];
+    }
+  }
+}
+
 // One warp per channel merges partial[c][0..splits) in a fixed order.
 template <typename S>
 __device__ bool combine_channel(const S* __restrict__ partial, int64_t splits, int64_t C,
@@ -250,13 +264,7 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
   }
-  merge_over_y(st, reinterpret_cast<Welford*>(smem));
-  if (active && threadIdx.y == 0) {
-#pragma unroll
-    for (int j = 0; j < P; ++j) {
-      partial[lane_channel<ROWS, P>(col, j) * gridDim.y + blockIdx.y] = st[j];
-    }
-  }
+  store_partials<ROWS>(st, smem, active, col, partial);
 }
 
 // mean, biased var and (optionally) 1 / sqrt(var + eps) per channel.
@@ -415,13 +423,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int j = 0; j < VEC; ++j) st[ROWS ? j : 0].merge(DzSums{s_dz[j], s_dzx[j]});
   }
-  merge_over_y(st, reinterpret_cast<DzSums*>(smem));
-  if (active && threadIdx.y == 0) {
-#pragma unroll
-    for (int j = 0; j < P; ++j) {
-      partial[lane_channel<ROWS, P>(col, j) * gridDim.y + blockIdx.y] = st[j];
-    }
-  }
+  store_partials<ROWS>(st, smem, active, col, partial);
 }
 
 template <typename acc_t>
@@ -778,10 +780,8 @@ at::Tensor bn_act_backward_input_cuda(const at::Tensor& grad_out, const at::Tens
                                       const c10::optional<at::Tensor>& bias,
                                       const at::Tensor& mean_dz, const at::Tensor& mean_dz_xhat,
                                       double negative_slope, bool saved_is_output) {
-  check_backward_args(grad_out, saved, mean, invstd, weight, bias, negative_slope,
-                      saved_is_output);
-  check_channel_vector(mean_dz, saved, "mean_dz");
-  check_channel_vector(mean_dz_xhat, saved, "mean_dz_xhat");
+  check_backward_input_args(grad_out, saved, mean, invstd, weight, bias, mean_dz, mean_dz_xhat,
+                            negative_slope, saved_is_output);
   const c10::cuda::CUDAGuard guard(saved.device());
   const at::MemoryFormat fmt = kernel_layout(saved);
   const at::Tensor s = saved.contiguous(fmt);

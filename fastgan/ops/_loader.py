@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from fastgan._build import LINK_FLAGS, NVCC_FLAGS, cxx_flags
+
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
 CHOICES = ("auto", "aot", "jit", "reference")
 
@@ -58,16 +60,13 @@ def _load_jit() -> BackendInfo:
         sources += sorted((CSRC / "cuda").glob("*.cu"))
     print("fastgan: no prebuilt operator library; JIT-loading it with ninja "
           "(the first build takes ~30 s, later imports reuse it)", file=sys.stderr)
-    cflags = ["-O3", "-fopenmp"]
-    if os.environ.get("FASTGAN_NATIVE", "1") != "0":
-        cflags.append("-march=native")
     library = cpp_extension.load(
         name="fastgan_ops_cuda" if cuda else "fastgan_ops_cpu",
         sources=[str(s) for s in sources],
         extra_include_paths=[str(CSRC)],
-        extra_cflags=cflags + (["-DFASTGAN_WITH_CUDA=1"] if cuda else []),
-        extra_cuda_cflags=["-O3", "-lineinfo"],
-        extra_ldflags=["-fopenmp"],
+        extra_cflags=cxx_flags() + (["-DFASTGAN_WITH_CUDA=1"] if cuda else []),
+        extra_cuda_cflags=NVCC_FLAGS,
+        extra_ldflags=LINK_FLAGS,
         with_cuda=cuda,
         is_python_module=False,
     )
