@@ -173,10 +173,8 @@ class SyncBatchNormLeakyReLU2d(BatchNormLeakyReLU2d):
     def convert_sync_batchnorm(cls, module: nn.Module, process_group=None) -> nn.Module:
         """Returns module with every BatchNormLeakyReLU2d replaced by the synchronized one."""
         if type(module) is BatchNormLeakyReLU2d:
-            like = next(iter(module.state_dict().values()), None)
             synced = cls(module.num_features, module.negative_slope, module.eps, module.momentum, module.affine,
-                         module.track_running_stats, module.inplace, process_group,
-                         device=None if like is None else like.device)
+                         module.track_running_stats, module.inplace, process_group)
             adopt_norm_state(synced, module)
             return synced
         for name, child in module.named_children():

@@ -10,9 +10,8 @@ def _fused_like(norm: nn.Module, act: nn.Module, inplace: bool) -> BatchNormLeak
     slope = act.negative_slope if isinstance(act, nn.LeakyReLU) else 0.0
     cls = SyncBatchNormLeakyReLU2d if isinstance(norm, nn.SyncBatchNorm) else BatchNormLeakyReLU2d
     extra = {"process_group": norm.process_group} if cls is SyncBatchNormLeakyReLU2d else {}
-    like = next(iter(norm.state_dict().values()), None)
     fused = cls(norm.num_features, slope, norm.eps, norm.momentum, norm.affine, norm.track_running_stats,
-                inplace and slope > 0, device=None if like is None else like.device, **extra)
+                inplace and slope > 0, **extra)
     adopt_norm_state(fused, norm)
     return fused
 
