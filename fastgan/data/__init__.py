@@ -1,0 +1,16 @@
+"""Datasets, paired transforms and data preparation for fastgan (see docs/data.md)."""
+from .base import SeededDataset, sample_rng
+from .collate import collate_skipping
+from .datasets import AlignedDataset, ClassFolderDataset, ImageFolderDataset, PairedFolderDataset
+from .default import DefaultEdges2Photo
+from .edges import canny_edges
+from .files import IMAGE_EXTENSIONS, UnreadableImageWarning
+from .idx import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, IDXDataset, fashion_mnist, read_idx
+from .transforms import CenterCropTransform, PairedTransform
+
+__all__ = [
+    "AlignedDataset", "CenterCropTransform", "ClassFolderDataset", "DefaultEdges2Photo", "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_ROOT", "IDXDataset", "IMAGE_EXTENSIONS", "ImageFolderDataset", "PairedFolderDataset",
+    "PairedTransform", "SeededDataset", "UnreadableImageWarning", "canny_edges", "collate_skipping",
+    "fashion_mnist", "read_idx", "sample_rng",
+]

@@ -1,0 +1,74 @@
+"""Augmentations drawn from a per-sample generator and applied identically to every image of a sample.
+
+PIL does the decoding and the bicubic resizing; crops and flips are numpy slices, so a pair
+of images given the same generator stays pixel-aligned.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .base import check_positive_int
+
+
+def to_tensor(image: Image.Image | np.ndarray) -> torch.Tensor:
+    """uint8 HxW or HxWxC -> float32 CxHxW in [-1, 1], the range of a tanh generator's output."""
+    array = np.asarray(image, dtype=np.uint8)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32)).div_(127.5).sub_(1.0)
+
+
+def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
+    """Scales the shorter side to `size` and keeps the centre square, so nothing is stretched."""
+    scale = size / min(image.size)
+    width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+    image = image.resize((width, height), Image.BICUBIC)
+    left, top = (width - size) // 2, (height - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+class PairedTransform:
+    """pix2pix augmentation: resize to load_size, random crop_size crop, random horizontal flip.
+
+    train=False is the evaluation path: resize straight to crop_size, no crop jitter, no flip.
+    """
+
+    def __init__(self, load_size: int = 286, crop_size: int = 256, flip: bool = True, train: bool = True):
+        self.load_size = check_positive_int("load_size", load_size)
+        self.crop_size = check_positive_int("crop_size", crop_size)
+        if crop_size > load_size:
+            raise ValueError(f"crop_size ({crop_size}) must not exceed load_size ({load_size})")
+        self.flip = flip
+        self.train = train
+
+    def __call__(self, images: Sequence[Image.Image], rng: np.random.Generator) -> list[torch.Tensor]:
+        if not self.train:
+            size = (self.crop_size, self.crop_size)
+            return [to_tensor(image.resize(size, Image.BICUBIC)) for image in images]
+        # Draw all three numbers even when flip is off, so turning it off keeps the crops.
+        span = self.load_size - self.crop_size + 1
+        left, top = int(rng.integers(span)), int(rng.integers(span))
+        mirror = bool(rng.random() < 0.5) and self.flip
+        size = (self.load_size, self.load_size)
+        out = []
+        for image in images:
+            array = np.asarray(image.resize(size, Image.BICUBIC))[top:top + self.crop_size, left:left + self.crop_size]
+            out.append(to_tensor(array[:, ::-1] if mirror else array))
+        return out
+
+
+class CenterCropTransform:
+    """DCGAN preprocessing: shorter side to image_size, centre crop, optional random horizontal flip."""
+
+    def __init__(self, image_size: int = 64, flip: bool = False):
+        self.image_size = check_positive_int("image_size", image_size)
+        self.flip = flip
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> torch.Tensor:
+        array = np.asarray(resize_center_crop(image, self.image_size))
+        mirror = bool(rng.random() < 0.5) and self.flip
+        return to_tensor(array[:, ::-1] if mirror else array)
