@@ -1,0 +1,35 @@
+"""Generators and discriminators, one module per family, and a registry to rebuild them.
+
+A checkpoint stores `family`, `model_args` ({role: kwargs}) and `models` ({role:
+state_dict}); `build_model(family, role, **model_args[role])` gives back the module that
+state_dict loads into. Stock (fused=False) and fused models share state_dict keys.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from .conditional import ConditionalDiscriminator, ConditionalGenerator, class_grid_labels
+from .dcgan import IMAGE_SIZES, DCGANDiscriminator, DCGANGenerator
+from .layers import NORMS, init_weights_
+from .pix2pix import PATCH_SIZES, PatchDiscriminator, UNetGenerator
+
+MODELS = {
+    "pix2pix": {"G": UNetGenerator, "D": PatchDiscriminator},
+    "dcgan": {"G": DCGANGenerator, "D": DCGANDiscriminator},
+    "conditional": {"G": ConditionalGenerator, "D": ConditionalDiscriminator},
+}
+
+
+def build_model(family: str, role: str, **kwargs) -> nn.Module:
+    """MODELS[family][role](**kwargs), with errors that list the valid families and roles."""
+    if family not in MODELS:
+        raise ValueError(f"unknown model family {family!r}; valid families: {', '.join(MODELS)}")
+    roles = MODELS[family]
+    if role not in roles:
+        raise ValueError(f"unknown role {role!r} for family {family!r}; valid roles: {', '.join(roles)}")
+    return roles[role](**kwargs)
+
+
+__all__ = ["MODELS", "build_model", "UNetGenerator", "PatchDiscriminator", "DCGANGenerator", "DCGANDiscriminator",
+           "ConditionalGenerator", "ConditionalDiscriminator", "class_grid_labels", "init_weights_", "NORMS",
+           "PATCH_SIZES", "IMAGE_SIZES"]
