@@ -1,0 +1,112 @@
+"""Checkpoints that survive crashes: atomic writes, newest-valid resume, weights-only loads.
+
+A checkpoint is one dict of tensors, numbers, strings and containers of them, so it
+loads with `torch.load(weights_only=True)` (no pickled code runs). The top level
+always has `format_version`, `family`, `model_args` ({role: constructor kwargs}) and
+`models` ({role: state_dict}); the inference tools need nothing more. Training
+checkpoints add optimizers, scalers, EMA, RNG states and the data position.
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FORMAT_VERSION = 1
+_NAME = re.compile(r"^ckpt_(\d{8})\.pt$")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"ckpt_{step:08d}.pt"
+
+
+def save_atomic(obj: dict, path: str | Path) -> Path:
+    """Write to a temp file in the same folder, fsync, then rename over `path`.
+
+    A crash at any moment leaves either the old file or the new one, never a torn one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def load(path: str | Path, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(ckpt, dict) or "format_version" not in ckpt or "models" not in ckpt:
+        raise ValueError(f"{path} is not a fastgan checkpoint (no format_version/models keys)")
+    if ckpt["format_version"] > FORMAT_VERSION:
+        raise ValueError(f"{path} has checkpoint format {ckpt['format_version']}; this fastgan reads up to "
+                         f"{FORMAT_VERSION}: upgrade fastgan")
+    return ckpt
+
+
+def list_checkpoints(folder: str | Path) -> list[Path]:
+    """Step checkpoints in `folder`, newest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def load_latest(folder: str | Path, map_location="cpu") -> tuple[dict, Path] | None:
+    """The newest checkpoint that loads; a corrupt or truncated one is skipped with a warning."""
+    for path in list_checkpoints(folder):
+        try:
+            return load(path, map_location), path
+        except Exception as e:  # a torn or foreign file must not end a resume: fall back
+            warnings.warn(f"skipping unreadable checkpoint {path}: {type(e).__name__}: {e}", stacklevel=2)
+    return None
+
+
+def prune(folder: str | Path, keep_last: int) -> None:
+    for path in list_checkpoints(folder)[keep_last:]:
+        path.unlink(missing_ok=True)
+
+
+def rng_state() -> dict:
+    """Every random stream a training step draws from, in weights-only-loadable form."""
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

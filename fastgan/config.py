@@ -1,0 +1,327 @@
+"""Training configuration: dataclasses, loaded from YAML, overridden from the command line.
+
+Every option lives in exactly one dataclass field with its default and help text, so
+`--help`, the YAML keys and validation cannot drift apart. Bad input (unknown key,
+wrong type, impossible value) is rejected before any data or model is built, with a
+message naming the key and what would be valid.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+FAMILIES = ("pix2pix", "dcgan", "conditional")
+DATASETS = ("default", "aligned", "paired", "folder", "classes", "fashion_mnist")
+PATCH_SIZES = (1, 16, 34, 70, 142, 286)
+
+
+def _opt(default, help: str, choices: tuple | None = None):
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class DataConfig:
+    dataset: str = _opt("default", "where images come from: the embedded edges->photo set, aligned A|B images, "
+                                   "paired A/ B/ folders, an image folder, class folders or Fashion-MNIST (IDX)",
+                        DATASETS)
+    root: str = _opt("", "dataset folder (train split: ROOT/train if it exists, else ROOT); fashion_mnist: the "
+                         "IDX folder (empty = Debian's dataset-fashion-mnist location)")
+    val_root: str = _opt("", "validation folder (empty = ROOT/val when it exists; the embedded set has its own)")
+    direction: str = _opt("AtoB", "aligned/paired data: which half is the input", ("AtoB", "BtoA"))
+    load_size: int = _opt(72, "resize to this before the random crop (pix2pix: 286)")
+    crop_size: int = _opt(64, "random crop = training image size (pix2pix: 256)")
+    flip: bool = _opt(True, "random horizontal flip, identical for input and target")
+    edge_low: int = _opt(100, "embedded set: Canny low threshold")
+    edge_high: int = _opt(200, "embedded set: Canny high threshold")
+    edge_blur: int = _opt(3, "embedded set: Gaussian blur kernel before Canny (0 = none; the talk used 5)")
+    edge_invert: bool = _opt(True, "embedded set: black edges on white (as in the talk)")
+    num_workers: int = _opt(0, "DataLoader worker processes per rank (0 = load in the training process)")
+
+
+@dataclass
+class ModelConfig:
+    family: str = _opt("pix2pix", "which GAN to train", FAMILIES)
+    fused: bool = _opt(True, "fused BatchNorm+activation operators (false = stock nn layers, same weights)")
+    norm: str = _opt("batch", "normalization layers", ("batch", "instance", "none"))
+    ngf: int = _opt(32, "generator base width")
+    ndf: int = _opt(32, "discriminator base width")
+    num_downs: int = _opt(6, "pix2pix U-Net depth: 8 for 256^2, 7 for 128^2; the input must be divisible by 2^num_downs")
+    dropout: bool = _opt(True, "pix2pix: dropout in the inner decoder blocks (the paper's noise source)")
+    patch_size: int = _opt(70, "pix2pix: discriminator receptive field (1 = PixelGAN, 286 = ImageGAN)", PATCH_SIZES)
+    nz: int = _opt(100, "dcgan/conditional: latent size")
+    num_classes: int = _opt(10, "conditional: number of classes")
+    channels: int = _opt(3, "dcgan/conditional: image channels (1 for Fashion-MNIST)")
+
+
+@dataclass
+class LossConfig:
+    gan_mode: str = _opt("vanilla", "adversarial loss", ("vanilla", "lsgan", "hinge", "wgan"))
+    reconstruction: str = _opt("l1", "pix2pix reconstruction norm (l1: the paper; l2: the talk)", ("l1", "l2"))
+    lambda_rec: float = _opt(100.0, "pix2pix weight of the reconstruction term (0 = adversarial only)")
+    lambda_adv: float = _opt(1.0, "weight of the adversarial term in the generator loss (0 = reconstruction only)")
+    target_real: float = _opt(1.0, "discriminator target for real images (< 1 = one-sided label smoothing)")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = _opt(2e-4, "Adam learning rate of both networks")
+    beta1: float = _opt(0.5, "Adam beta1")
+    beta2: float = _opt(0.999, "Adam beta2")
+    schedule: str = _opt("linear", "linear: constant for epochs, then linear decay to 0 over epochs_decay (pix2pix); "
+                                   "step: divide by step_gamma every step_epochs (the talk); constant",
+                         ("linear", "step", "constant"))
+    epochs: int = _opt(15, "epochs at the full learning rate")
+    epochs_decay: int = _opt(15, "linear schedule: further epochs of linear decay")
+    step_epochs: int = _opt(50, "step schedule: epochs between learning-rate divisions")
+    step_gamma: float = _opt(10.0, "step schedule: divisor")
+    ema: float = _opt(0.0, "decay of an exponential moving average of the generator (0 = off; e.g. 0.999)")
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = _opt("runs/default", "checkpoints, samples, metrics.jsonl and TensorBoard logs go here")
+    batch_size: int = _opt(8, "global batch size (split evenly over the processes)")
+    max_steps: int = _opt(0, "stop after this many optimizer steps (0 = run all epochs)")
+    precision: str = _opt("auto", "auto = bf16 where supported, else fp32 on CPU / fp16 on old GPUs",
+                          ("auto", "bf16", "fp16", "fp32"))
+    channels_last: bool = _opt(True, "NHWC memory layout for the convolutions and fused layers")
+    compile: bool = _opt(False, "torch.compile the generator and discriminator")
+    sync_bn: bool = _opt(False, "synchronize BatchNorm statistics across processes (fused sync BN)")
+    seed: int = _opt(0, "seed of everything (each rank adds its rank)")
+    deterministic: bool = _opt(False, "torch.use_deterministic_algorithms (slower; exact reruns on GPU)")
+    resume: str = _opt("", "'' = fresh run (refuses a non-empty out_dir), 'auto' = newest valid checkpoint in "
+                           "out_dir, or a checkpoint path")
+    keep_last: int = _opt(3, "checkpoints kept besides best.pt")
+    ckpt_every: int = _opt(0, "steps between checkpoints (0 = at the end of each epoch)")
+    log_every: int = _opt(10, "steps between metric lines (JSONL, TensorBoard, progress bar)")
+    sample_every: int = _opt(100, "steps between sample grids (input | output | target)")
+    val_batches: int = _opt(8, "validation batches per evaluation (0 = no validation)")
+    progress: bool = _opt(True, "tqdm progress bar on rank 0")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class ConfigError(ValueError):
+    """A configuration the trainer cannot run; the message names the key."""
+
+
+def _sections() -> dict[str, type]:
+    return {f.name: f.type if isinstance(f.type, type) else globals()[f.type] for f in dataclasses.fields(Config)}
+
+
+def _field_type(section_cls, name: str) -> type:
+    hints = typing.get_type_hints(section_cls)
+    return hints[name]
+
+
+def _unknown(key: str, valid: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"unknown config key {key!r}{hint}; valid keys: {', '.join(valid)}")
+
+
+def _coerce(key: str, value, typ: type):
+    """YAML and the command line give strings/ints/bools; accept only lossless conversions."""
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+    elif typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif typ is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise ConfigError(f"{key}: expected {typ.__name__}, got {value!r}")
+
+
+def _set(cfg: Config, dotted: str, value) -> None:
+    sections = _sections()
+    parts = dotted.split(".")
+    if len(parts) != 2 or parts[0] not in sections:
+        raise _unknown(dotted, [f"{s}.{f.name}" for s, c in sections.items() for f in dataclasses.fields(c)])
+    section, name = parts
+    section_cls = sections[section]
+    names = [f.name for f in dataclasses.fields(section_cls)]
+    if name not in names:
+        raise _unknown(dotted, [f"{section}.{n}" for n in names])
+    setattr(getattr(cfg, section), name, _coerce(dotted, value, _field_type(section_cls, name)))
+
+
+def _flatten(tree: dict, path: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        dotted = f"{path}.{key}" if path else str(key)
+        if isinstance(value, dict):
+            flat.update(_flatten(value, dotted))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def load_yaml(cfg: Config, path: str | Path) -> None:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    with open(path) as f:
+        tree = yaml.safe_load(f) or {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (data, model, loss, optim, train)")
+    for dotted, value in _flatten(tree).items():
+        try:
+            _set(cfg, dotted, value)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+
+
+def validate(cfg: Config, world_size: int = 1) -> None:
+    """Impossible values, caught before anything expensive happens."""
+    d, m, o, t, loss = cfg.data, cfg.model, cfg.optim, cfg.train, cfg.loss
+    for dotted, choices in _choices().items():
+        section, name = dotted.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in choices:
+            raise ConfigError(f"{dotted}={value!r} is not one of {', '.join(map(str, choices))}")
+    positive = {"data.load_size": d.load_size, "data.crop_size": d.crop_size, "model.ngf": m.ngf,
+                "model.ndf": m.ndf, "model.nz": m.nz, "model.num_classes": m.num_classes,
+                "model.channels": m.channels, "model.num_downs": m.num_downs, "optim.lr": o.lr,
+                "train.batch_size": t.batch_size, "train.log_every": t.log_every,
+                "train.sample_every": t.sample_every, "train.keep_last": t.keep_last,
+                "optim.step_epochs": o.step_epochs}
+    for key, value in positive.items():
+        if not value > 0:
+            raise ConfigError(f"{key} must be > 0, got {value}")
+    non_negative = {"data.num_workers": d.num_workers, "train.max_steps": t.max_steps,
+                    "train.ckpt_every": t.ckpt_every, "train.val_batches": t.val_batches,
+                    "optim.epochs": o.epochs, "optim.epochs_decay": o.epochs_decay, "optim.ema": o.ema,
+                    "loss.lambda_rec": loss.lambda_rec, "loss.lambda_adv": loss.lambda_adv,
+                    "data.edge_blur": d.edge_blur}
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}")
+    if o.epochs + o.epochs_decay == 0:
+        raise ConfigError("optim.epochs + optim.epochs_decay must be > 0")
+    if not 0 <= o.beta1 < 1 or not 0 <= o.beta2 < 1:
+        raise ConfigError(f"optim.beta1 and optim.beta2 must be in [0, 1), got {o.beta1}, {o.beta2}")
+    if o.ema >= 1:
+        raise ConfigError(f"optim.ema is a decay in [0, 1), got {o.ema}")
+    if o.step_gamma <= 1 and o.schedule == "step":
+        raise ConfigError(f"optim.step_gamma divides the learning rate and must be > 1, got {o.step_gamma}")
+    if d.crop_size > d.load_size:
+        raise ConfigError(f"data.crop_size ({d.crop_size}) cannot be larger than data.load_size ({d.load_size})")
+    if d.edge_blur and d.edge_blur % 2 == 0:
+        raise ConfigError(f"data.edge_blur must be odd (a Gaussian kernel size), got {d.edge_blur}")
+    if t.batch_size % world_size:
+        raise ConfigError(f"train.batch_size ({t.batch_size}) must be divisible by the number of processes "
+                          f"({world_size}): each process takes an equal share")
+    if not 0 < loss.target_real <= 1:
+        raise ConfigError(f"loss.target_real must be in (0, 1], got {loss.target_real}")
+    if m.family == "pix2pix":
+        if d.crop_size % (2 ** m.num_downs):
+            raise ConfigError(f"data.crop_size ({d.crop_size}) must be divisible by 2^model.num_downs "
+                              f"({2 ** m.num_downs}) for the U-Net; use num_downs 8 for 256, 7 for 128, 6 for 64")
+        if loss.lambda_rec == 0 and loss.lambda_adv == 0:
+            raise ConfigError("loss.lambda_rec and loss.lambda_adv are both 0: the generator would learn nothing")
+    else:
+        if d.crop_size not in (32, 64, 128):
+            raise ConfigError(f"data.crop_size ({d.crop_size}) must be 32, 64 or 128 for model.family="
+                              f"{m.family} (the DCGAN layouts)")
+        if d.dataset in ("aligned", "paired", "default"):
+            raise ConfigError(f"data.dataset={d.dataset!r} holds image pairs; model.family={m.family} needs "
+                              f"'folder', 'classes' or 'fashion_mnist'")
+        if m.family == "conditional" and d.dataset == "folder":
+            raise ConfigError("model.family=conditional needs labels: data.dataset 'classes' or 'fashion_mnist'")
+    if m.family == "pix2pix" and d.dataset not in ("default", "aligned", "paired"):
+        raise ConfigError(f"model.family=pix2pix needs image pairs: data.dataset 'default', 'aligned' or "
+                          f"'paired', got {d.dataset!r}")
+    if d.dataset not in ("default", "fashion_mnist") and not d.root:
+        raise ConfigError(f"data.dataset={d.dataset!r} needs data.root (a folder)")
+
+
+def _choices() -> dict[str, tuple]:
+    return {f"{s}.{f.name}": f.metadata["choices"] for s, c in _sections().items()
+            for f in dataclasses.fields(c) if f.metadata.get("choices")}
+
+
+def build_parser(prog: str = "fastgan.train") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {prog}",
+        usage=f"python -m {prog} [--config YAML] [--SECTION.KEY VALUE ...]",
+        description="Train a GAN. Options come from the defaults below, then --config YAML, then the "
+                    "command line (--section.key value). Launch with torchrun for several processes: "
+                    "torchrun --nproc_per_node=N -m fastgan.train --config configs/pix2pix_edges.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML file with sections data, model, loss, optim, train")
+    defaults = Config()
+    for section, cls in _sections().items():
+        group = parser.add_argument_group(section)
+        for f in dataclasses.fields(cls):
+            typ = _field_type(cls, f.name)
+            choices = f.metadata.get("choices")
+            meta = "{" + ",".join(map(str, choices)) + "}" if choices else ("BOOL" if typ is bool else typ.__name__.upper())
+            group.add_argument(f"--{section}.{f.name}", dest=f"{section}.{f.name}", default=argparse.SUPPRESS,
+                               metavar=meta, help=f"{f.metadata['help']} (default: {getattr(getattr(defaults, section), f.name)!r})")
+    return parser
+
+
+def parse_config(argv: list[str] | None = None, world_size: int = 1) -> Config:
+    """Defaults <- YAML <- command line, then validation; errors exit with the argparse usage line."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        flags = [a for a in unknown if a.startswith("--")]
+        valid = sorted(a.dest for a in parser._actions if "." in a.dest)
+        parser.error(str(_unknown(flags[0][2:] if flags else unknown[0], valid)))
+    cfg = Config()
+    try:
+        if args.config:
+            load_yaml(cfg, args.config)
+        for dotted, value in vars(args).items():
+            if dotted != "config":
+                _set(cfg, dotted, value)
+        validate(cfg, world_size)
+    except ConfigError as e:
+        parser.error(str(e))
+    return cfg
+
+
+def config_from_dict(tree: dict) -> Config:
+    """Rebuilds a Config stored in a checkpoint (validated like a YAML file)."""
+    cfg = Config()
+    for dotted, value in _flatten(tree).items():
+        _set(cfg, dotted, value)
+    return cfg
+
+
+__all__ = ["Config", "ConfigError", "DataConfig", "ModelConfig", "LossConfig", "OptimConfig", "TrainConfig",
+           "parse_config", "load_yaml", "validate", "build_parser", "config_from_dict"]

@@ -1,0 +1,41 @@
+"""DCGAN: noise -> image; the discriminator scores single images."""
+from __future__ import annotations
+
+import torch
+
+from ..config import Config
+from .base import Family
+
+
+class DCGANFamily(Family):
+    name = "dcgan"
+
+    @staticmethod
+    def build_args(cfg: Config) -> dict[str, dict]:
+        m, size = cfg.model, cfg.data.crop_size
+        return {"G": dict(nz=m.nz, ngf=m.ngf, out_ch=m.channels, image_size=size, fused=m.fused),
+                "D": dict(in_ch=m.channels, ndf=m.ndf, image_size=size, fused=m.fused)}
+
+    def images_seen(self, batch):
+        return batch["image"].shape[0]
+
+    def noise(self, n: int, device) -> torch.Tensor:
+        return torch.randn(n, self.cfg.model.nz, device=device)
+
+    def generate(self, G, batch):
+        return G(self.noise(batch["image"].shape[0], batch["image"].device))
+
+    def d_loss(self, D, batch, fake):
+        loss = self.gan_loss.discriminator(D(batch["image"]), D(fake))
+        return loss, {"loss_D": loss}
+
+    def g_loss(self, D, batch, fake):
+        loss = self.gan_loss.generator(D(fake))
+        return loss, {"loss_G": loss}
+
+    @torch.no_grad()
+    def sample_rows(self, G, batch):
+        g = torch.Generator().manual_seed(self.cfg.train.seed)
+        z = torch.randn(4 * 8, self.cfg.model.nz, generator=g).to(batch["image"].device)
+        fake = G(z)
+        return list(fake.split(8))

@@ -1,0 +1,33 @@
+"""Loading a trained generator for the command-line tools (translate, sample, evaluate)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import checkpoint as ckpt_io
+from .models import build_model
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: no CUDA GPU is available")
+    return device
+
+
+def load_generator(path: str | Path, device: torch.device, ema: bool = True) -> tuple[nn.Module, dict]:
+    """(generator in eval mode, checkpoint); prefers the EMA weights when the run kept them."""
+    ckpt = ckpt_io.load(path, map_location="cpu")
+    G = build_model(ckpt["family"], "G", **ckpt["model_args"]["G"])
+    weights = ckpt["models"].get("G_ema") if ema else None
+    G.load_state_dict(weights if weights is not None else ckpt["models"]["G"])
+    return G.to(device).eval(), ckpt
+
+
+def trained_size(ckpt: dict, fallback: int) -> int:
+    """The image size the generator was trained at, when the checkpoint's config says."""
+    return int(ckpt.get("config", {}).get("data", {}).get("crop_size", fallback))

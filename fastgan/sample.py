@@ -1,0 +1,69 @@
+"""Sample a grid of images from a trained DCGAN or class-conditional generator.
+
+    python -m fastgan.sample --checkpoint runs/dcgan_fashion_mnist/ckpt_00010000.pt --n 64 --output grid.png
+    python -m fastgan.sample --checkpoint C --class 3 --output class3.png   # conditional: one class
+    python -m fastgan.sample --checkpoint C --output classes.png            # conditional: a row per class
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from .inference import load_generator, pick_device
+from .models import class_grid_labels
+from .visualize import grid, save_png
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m fastgan.sample", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="a fastgan dcgan or conditional checkpoint")
+    p.add_argument("--n", type=int, default=64, help="images (conditional without --class: per class, default 8)")
+    p.add_argument("--class", dest="label", type=int, default=None, help="conditional models: sample this class only")
+    p.add_argument("--per-row", type=int, default=8, help="images per grid row")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same images)")
+    p.add_argument("--output", required=True, help="PNG file for the grid")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--no-ema", action="store_true", help="use the raw generator even if EMA weights exist")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.n < 1 or args.per_row < 1:
+        raise SystemExit(f"--n and --per-row must be >= 1, got {args.n} and {args.per_row}")
+    device = pick_device(args.device)
+    G, ckpt = load_generator(args.checkpoint, device, ema=not args.no_ema)
+    family, g_args = ckpt["family"], ckpt["model_args"]["G"]
+    if family not in ("dcgan", "conditional"):
+        raise SystemExit(f"{args.checkpoint} holds a {family} generator; sample needs dcgan or conditional "
+                         f"(use python -m fastgan.translate for image-to-image models)")
+    if args.label is not None and family != "conditional":
+        raise SystemExit(f"--class needs a conditional checkpoint; {args.checkpoint} is {family}")
+    g = torch.Generator().manual_seed(args.seed)
+    nz = g_args.get("nz", 100)
+    with torch.no_grad():
+        if family == "dcgan":
+            images = G(torch.randn(args.n, nz, generator=g).to(device))
+            rows = list(images.split(args.per_row))
+        elif args.label is not None:
+            num_classes = g_args["num_classes"]
+            if not 0 <= args.label < num_classes:
+                raise SystemExit(f"--class {args.label} is outside [0, {num_classes}) for this checkpoint")
+            labels = torch.full((args.n,), args.label, dtype=torch.long)
+            images = G(torch.randn(args.n, nz, generator=g).to(device), labels.to(device))
+            rows = list(images.split(args.per_row))
+        else:
+            num_classes, per_class = g_args["num_classes"], args.per_row
+            z = torch.randn(per_class, nz, generator=g).repeat(num_classes, 1)
+            images = G(z.to(device), class_grid_labels(num_classes, per_class).to(device))
+            rows = list(images.split(per_class))
+    path = save_png(grid(rows), args.output)
+    print(f"fastgan.sample: wrote {len(images)} image(s) in {len(rows)} row(s) to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,465 @@
+"""The trainer: config -> data -> models -> loop -> checkpoints and logs.
+
+    python -m fastgan.train                                   # pix2pix on the embedded data
+    python -m fastgan.train --config configs/dcgan_fashion_mnist.yaml --train.batch_size 64
+    torchrun --nproc_per_node=8 -m fastgan.train --config configs/pix2pix_edges.yaml
+
+One step, read top to bottom in `train_step`: generate fakes, score and update the
+discriminator, score and update the generator, update the EMA. `main` sets up the
+rest and runs the loop; nothing here is family-specific (see fastgan/families).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
+
+from . import checkpoint as ckpt_io
+from .config import Config, parse_config
+from .data.collate import collate_skipping
+from .data.sampler import ShardedSampler
+from .families import Family, build_family
+from .nn import convert_sync_batchnorm
+from .visualize import grid, save_png
+
+
+# ----------------------------------------------------------------------------- setup
+
+def init_distributed() -> tuple[int, int, int, torch.device]:
+    """(rank, world_size, local_rank, device); a process group only under torchrun."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world_size, local_rank, device
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    if requested != "auto":
+        if requested == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise SystemExit(f"train.precision=bf16 is not supported on {torch.cuda.get_device_name(device)}; "
+                             f"use fp16 or fp32")
+        return requested
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"  # CPU bf16 convolutions are slower than fp32 without AMX; ask for bf16 explicitly
+
+
+def build_datasets(cfg: Config):
+    """(train, validation or None) datasets for the configured source."""
+    from . import data as D
+    d, seed = cfg.data, cfg.train.seed
+    if d.dataset == "default":
+        edge = dict(low=d.edge_low, high=d.edge_high, blur=d.edge_blur, invert=d.edge_invert)
+        return (D.DefaultEdges2Photo("train", image_size=d.crop_size, seed=seed, flip=d.flip, **edge),
+                D.DefaultEdges2Photo("val", image_size=d.crop_size, seed=seed, **edge))
+    root = Path(d.root)
+    train_root = root / "train" if (root / "train").is_dir() else root
+    val_root = Path(d.val_root) if d.val_root else (root / "val" if (root / "val").is_dir() else None)
+    if d.dataset in ("aligned", "paired"):
+        cls = D.AlignedDataset if d.dataset == "aligned" else D.PairedFolderDataset
+        common = dict(direction=d.direction, load_size=d.load_size, crop_size=d.crop_size, seed=seed)
+        train = cls(train_root, flip=d.flip, train=True, **common)
+        return train, (cls(val_root, flip=False, train=False, **common) if val_root else None)
+    if d.dataset == "fashion_mnist":
+        kwargs = dict(root=d.root) if d.root else {}
+        # 28x28 items: padded to 32 as in the DCGAN examples, resized for larger crops.
+        fit = "pad" if d.crop_size <= 32 else "resize"
+        return D.fashion_mnist(split="train", image_size=d.crop_size, fit=fit, **kwargs), None
+    cls = D.ImageFolderDataset if d.dataset == "folder" else D.ClassFolderDataset
+    return cls(train_root, image_size=d.crop_size, channels=cfg.model.channels, flip=d.flip, seed=seed), None
+
+
+def make_loader(dataset, batch_size: int, rank: int, world_size: int, cfg: Config, shuffle: bool):
+    sampler = ShardedSampler(len(dataset), batch_size, rank, world_size, shuffle=shuffle, seed=cfg.train.seed)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
+                        collate_fn=collate_skipping, pin_memory=torch.cuda.is_available(),
+                        generator=torch.Generator())  # keeps the loader off the global RNG
+    return loader, sampler
+
+
+def lr_factor(cfg: Config, epoch: int) -> float:
+    o = cfg.optim
+    if o.schedule == "linear":
+        return 1.0 - max(0, epoch + 1 - o.epochs) / (o.epochs_decay + 1)
+    if o.schedule == "step":
+        return o.step_gamma ** -(epoch // o.step_epochs)
+    return 1.0
+
+
+def total_epochs(cfg: Config) -> int:
+    return cfg.optim.epochs + (cfg.optim.epochs_decay if cfg.optim.schedule == "linear" else 0)
+
+
+def make_optimizer(params, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
+    """Adam; torch's fused kernel where it exists, apex FusedAdam only if already installed."""
+    kwargs = dict(lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2))
+    if device.type == "cuda":
+        try:
+            from apex.optimizers import FusedAdam
+            return FusedAdam(params, adam_w_mode=False, **kwargs)
+        except ImportError:
+            pass
+    return torch.optim.Adam(params, fused=True, **kwargs)
+
+
+class StopRequest:
+    """SIGTERM/SIGINT ask for a clean stop after the current step; a second SIGINT aborts."""
+
+    def __init__(self):
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device, non_blocking=True)
+            if value.dim() == 4 and channels_last:
+                value = value.contiguous(memory_format=torch.channels_last)
+        out[key] = value
+    return out
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+# ----------------------------------------------------------------------------- one step
+
+def train_step(family: Family, nets: dict, optimizers: dict, scalers: dict, autocast, batch: dict,
+               ema) -> dict[str, torch.Tensor]:
+    """One optimizer step of D (when adversarial) and one of G; returns the logged losses."""
+    G, D, D_plain = nets["G"], nets["D"], nets["D_plain"]
+    with autocast():
+        fake = family.generate(G, batch)
+    logs = {}
+    if family.adversarial:
+        D_plain.requires_grad_(True)
+        with autocast():
+            loss_d, logs_d = family.d_loss(D, batch, fake.detach())
+        logs.update(logs_d)
+        check_finite(loss_d, "discriminator", scalers["D"])
+        optimizers["D"].zero_grad(set_to_none=True)
+        scalers["D"].scale(loss_d).backward()
+        scalers["D"].step(optimizers["D"])
+        scalers["D"].update()
+        D_plain.requires_grad_(False)  # the G step needs gradients through D, not for D
+    with autocast():
+        loss_g, logs_g = family.g_loss(D_plain, batch, fake)
+    logs.update(logs_g)
+    check_finite(loss_g, "generator", scalers["G"])
+    optimizers["G"].zero_grad(set_to_none=True)
+    scalers["G"].scale(loss_g).backward()
+    scalers["G"].step(optimizers["G"])
+    scalers["G"].update()
+    if ema is not None:
+        ema.update_parameters(family.models["G"])
+    return logs
+
+
+def check_finite(loss: torch.Tensor, which: str, scaler) -> None:
+    """fp16 lets the GradScaler skip the step; bf16/fp32 stop rather than train on garbage."""
+    if not scaler.is_enabled() and not torch.isfinite(loss.detach()).item():
+        raise NonFiniteLoss(f"the {which} loss is {loss.item()}")
+
+
+# ----------------------------------------------------------------------------- main
+
+def main(argv: list[str] | None = None) -> int:
+    rank, world_size, local_rank, device = init_distributed()
+    cfg = parse_config(argv, world_size)
+    is_main = rank == 0
+    t = cfg.train
+    out = Path(t.out_dir)
+    precision = resolve_precision(t.precision, device)
+
+    random.seed(t.seed + rank)
+    np.random.seed(t.seed + rank)
+    torch.manual_seed(t.seed + rank)
+    if t.deterministic:
+        torch.use_deterministic_algorithms(True)
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    # -- data
+    train_set, val_set = build_datasets(cfg)
+    per_rank = t.batch_size // world_size
+    loader, sampler = make_loader(train_set, per_rank, rank, world_size, cfg, shuffle=True)
+    val_loader = None
+    if val_set is not None and t.val_batches and is_main:
+        val_loader, _ = make_loader(val_set, min(per_rank, len(val_set)), 0, 1, cfg, shuffle=False)
+
+    # -- models
+    torch.manual_seed(t.seed)  # identical initial weights on every rank
+    family = build_family(cfg)
+    torch.manual_seed(t.seed + rank)
+    memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
+    for role, model in family.models.items():
+        if t.sync_bn and world_size > 1:
+            family.models[role] = model = convert_sync_batchnorm(model)
+        model.to(device, memory_format=memory_format).train()
+    G_raw, D_raw = family.models["G"], family.models["D"]
+    G, D = G_raw, D_raw
+    if world_size > 1:
+        ids = [local_rank] if device.type == "cuda" else None
+        G = DDP(G_raw, device_ids=ids)
+        D = DDP(D_raw, device_ids=ids, broadcast_buffers=False)
+    D_plain = D_raw
+    if t.compile:
+        G, D, D_plain = torch.compile(G), torch.compile(D), torch.compile(D_raw)
+    nets = {"G": G, "D": D, "D_plain": D_plain}
+    optimizers = {role: make_optimizer(m.parameters(), cfg, device) for role, m in family.models.items()}
+    scalers = {role: torch.amp.GradScaler(device.type, enabled=precision == "fp16") for role in optimizers}
+    ema = None
+    if cfg.optim.ema > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        ema = AveragedModel(G_raw, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema), use_buffers=True)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
+
+    # -- resume
+    step, epoch, start_batch = 0, 0, 0
+    best = math.inf
+    if t.resume:
+        found = (ckpt_io.load_latest(out, map_location=device) if t.resume == "auto"
+                 else (ckpt_io.load(t.resume, map_location=device), Path(t.resume)))
+        if found is None:
+            if is_main:
+                print(f"fastgan: no checkpoint in {out} yet; starting a fresh run", flush=True)
+        else:
+            state, path = found
+            if state["family"] != family.name or state["model_args"] != family.model_args:
+                raise SystemExit(f"{path} holds {state['family']} networks {state['model_args']}, which differ "
+                                 f"from this config's {family.name} {family.model_args}")
+            for role, model in family.models.items():
+                model.load_state_dict(state["models"][role])
+                optimizers[role].load_state_dict(state["optimizers"][role])
+                scalers[role].load_state_dict(state["scalers"][role])
+            if ema is not None and state.get("ema"):
+                ema.load_state_dict(state["ema"])
+            step, epoch, start_batch = state["step"], state["epoch"], state["batch"]
+            best = state.get("best", math.inf)
+            rngs = state["rng"]
+            if len(rngs) == world_size:
+                ckpt_io.set_rng_state(rngs[rank])
+            elif is_main:
+                print(f"fastgan: {path} was written by {len(rngs)} processes, this run has {world_size}: "
+                      f"random streams are reseeded (the resume is not bit-exact)", flush=True)
+            if is_main:
+                print(f"fastgan: resumed from {path} at step {step} (epoch {epoch}, batch {start_batch})",
+                      flush=True)
+    elif is_main and ckpt_io.list_checkpoints(out):
+        raise SystemExit(f"{out} already holds checkpoints; pass --train.resume auto to continue that run or "
+                         f"choose another --train.out_dir")
+
+    epochs = total_epochs(cfg)
+    total_steps = epochs * sampler.steps_per_epoch
+    if t.max_steps:
+        total_steps = min(total_steps, t.max_steps)
+
+    # -- logging (rank 0 only)
+    writer = progress = metrics_file = None
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        metrics_path = out / "metrics.jsonl"
+        if metrics_path.exists():  # drop lines a crashed run wrote after the checkpoint we resume from
+            kept = [line for line in metrics_path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= step]
+            metrics_path.write_text("".join(line + "\n" for line in kept))
+        metrics_file = open(metrics_path, "a")
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(out / "tensorboard", purge_step=step)
+        print(f"fastgan: {family.name} on {cfg.data.dataset} ({len(train_set)} training samples), "
+              f"{world_size} process(es) on {device.type}, {precision}, batch {t.batch_size}, "
+              f"{total_steps} steps, writing to {out}", flush=True)
+        if t.progress:
+            from tqdm import tqdm
+            progress = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stdout)
+
+    def log(record: dict) -> None:
+        metrics_file.write(json.dumps(record) + "\n")
+        metrics_file.flush()
+        for key, value in record.items():
+            if key not in ("step", "epoch") and isinstance(value, (int, float)):
+                writer.add_scalar(key, value, record["step"])
+
+    def save(reason: str, also_best: bool = False) -> Path | None:
+        """Everything an exact resume needs; every rank contributes its RNG state."""
+        rngs = [None] * world_size
+        if world_size > 1:
+            dist.all_gather_object(rngs, ckpt_io.rng_state())
+        else:
+            rngs = [ckpt_io.rng_state()]
+        if not is_main:
+            return None
+        models = {role: m.state_dict() for role, m in family.models.items()}
+        if ema is not None:
+            models["G_ema"] = ema.module.state_dict()
+        state = {"format_version": ckpt_io.FORMAT_VERSION, "family": family.name, "model_args": family.model_args,
+                 "models": models, "config": cfg.to_dict(),
+                 "optimizers": {r: o.state_dict() for r, o in optimizers.items()},
+                 "scalers": {r: s.state_dict() for r, s in scalers.items()},
+                 "ema": ema.state_dict() if ema is not None else {},
+                 "rng": rngs, "step": step, "epoch": epoch, "batch": start_batch, "best": best, "reason": reason}
+        path = ckpt_io.save_atomic(state, out / ckpt_io.checkpoint_name(step))
+        ckpt_io.prune(out, t.keep_last)
+        if also_best:
+            ckpt_io.save_atomic(state, out / "best.pt")
+        return path
+
+    def eval_generator():
+        return ema.module if ema is not None else G_raw
+
+    def write_samples(batch: dict) -> None:
+        G_eval = eval_generator().eval()
+        with autocast():
+            picture = grid(family.sample_rows(G_eval, batch))
+        G_eval.train()
+        save_png(picture, out / "samples" / f"step_{step:08d}.png")
+        writer.add_image("samples", picture, step, dataformats="HWC")
+
+    def finish_stage(reason: str) -> Path | None:
+        """At an epoch's end (and the run's): validate, report skipped files, checkpoint, keep the best."""
+        nonlocal best, skipped
+        scores = {}
+        if val_loader is not None:
+            G_eval = eval_generator().eval()
+            batches = (to_device(b, device, t.channels_last) for _, b in zip(range(t.val_batches), val_loader))
+            with autocast():
+                scores = family.evaluate(G_eval, batches)
+            G_eval.train()
+        if world_size > 1:
+            total = torch.tensor([float(skipped)], device=device)
+            dist.all_reduce(total)
+            skipped = int(total.item())
+        improved = False
+        if is_main:
+            if skipped:
+                print(f"\nfastgan: epoch {epoch - 1 if start_batch == 0 else epoch}: skipped {skipped} unreadable "
+                      f"sample(s); the warnings above name the files", flush=True)
+            if scores:
+                log({"step": step, "epoch": epoch, **scores})
+            metric = scores.get(family.best_metric) if family.best_metric else None
+            improved = metric is not None and metric < best
+            if improved:
+                best = metric
+        skipped = 0
+        return save(reason, also_best=improved)
+
+    def agree(have_data: bool, stop_requested: bool) -> tuple[bool, bool]:
+        """All ranks take a step only if all have data, and stop together if any was signalled."""
+        if world_size == 1:
+            return have_data, stop_requested
+        flags = torch.tensor([float(not have_data), float(stop_requested)], device=device)
+        dist.all_reduce(flags)
+        return flags[0].item() == 0, flags[1].item() > 0
+
+    # -- the loop
+    stop = StopRequest()
+    images = skipped = 0
+    window_start, window_images = time.perf_counter(), 0
+    last_logs: dict = {}
+    saved_at = -1
+    exit_code, end_reason = 0, "finished"
+    try:
+        while step < total_steps and end_reason == "finished":
+            factor = lr_factor(cfg, epoch)
+            for opt in optimizers.values():
+                for group in opt.param_groups:
+                    group["lr"] = cfg.optim.lr * factor
+            sampler.set_epoch(epoch, start_batch)
+            if hasattr(train_set, "set_epoch"):
+                train_set.set_epoch(epoch)
+            for batch in loader:
+                start_batch += 1
+                skipped += batch.pop("skipped", 0)
+                have_data, stopping = agree(len(batch) > 0, stop.requested)
+                if have_data:
+                    batch = to_device(batch, device, t.channels_last)
+                    logs = train_step(family, nets, optimizers, scalers, autocast, batch, ema)
+                    step += 1
+                    n = family.images_seen(batch) * world_size
+                    images += n
+                    window_images += n
+                    if is_main and (step % t.log_every == 0 or step == total_steps):
+                        elapsed = time.perf_counter() - window_start
+                        last_logs = {k: float(v.detach()) for k, v in logs.items()}
+                        record = {"step": step, "epoch": epoch, **last_logs, "lr": cfg.optim.lr * factor,
+                                  "img_per_s": window_images / max(elapsed, 1e-9)}
+                        if device.type == "cuda":
+                            record["gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
+                        log(record)
+                        if progress is not None:
+                            progress.set_postfix({k: f"{v:.3g}" for k, v in record.items()
+                                                  if k.startswith("loss") or k == "img_per_s"})
+                        window_start, window_images = time.perf_counter(), 0
+                    if is_main and (step % t.sample_every == 0 or step == total_steps):
+                        write_samples(batch)
+                    if progress is not None:
+                        progress.update(1)
+                    if t.ckpt_every and step % t.ckpt_every == 0:
+                        save("periodic")
+                        saved_at = step
+                if stopping:
+                    end_reason = "stopped by signal"
+                    break
+                if step >= total_steps:
+                    break
+            if start_batch == sampler.steps_per_epoch:
+                epoch, start_batch = epoch + 1, 0
+                if not t.ckpt_every or step >= total_steps:
+                    finish_stage("epoch end")
+                    saved_at = step
+        if step != saved_at and end_reason == "finished":
+            finish_stage("step budget reached")
+    except NonFiniteLoss as e:
+        end_reason, exit_code = f"non-finite loss: {e}", 1
+    finally:
+        if progress is not None:
+            progress.close()
+    if end_reason != "finished":
+        path = save(end_reason)
+        if is_main:
+            advice = ("lower the learning rate or change train.precision, then resume with --train.resume auto"
+                      if exit_code else "continue with --train.resume auto")
+            print(f"fastgan: {end_reason} at step {step}; wrote {path}; {advice}", flush=True)
+    if is_main:
+        log({"step": step, "epoch": epoch, "images": images, **last_logs, "result": end_reason, "summary": True})
+        writer.close()
+        metrics_file.close()
+        losses = ", ".join(f"{k} {v:.4g}" for k, v in last_logs.items() if k.startswith("loss"))
+        print(f"fastgan: {end_reason}: step {step}, {images} images this run; {losses}; outputs in {out}",
+              flush=True)
+    if world_size > 1:
+        dist.destroy_process_group()
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

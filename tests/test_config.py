@@ -1,0 +1,97 @@
+"""Configuration: YAML + command line, and start-up errors that name the key."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from fastgan.config import Config, ConfigError, build_parser, load_yaml, parse_config, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def error_of(argv, capsys, world_size: int = 1) -> str:
+    with pytest.raises(SystemExit) as exc:
+        parse_config(argv, world_size)
+    assert exc.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_defaults_and_overrides():
+    cfg = parse_config(["--optim.lr", "1e-3", "--model.fused", "false", "--train.batch_size", "16"])
+    assert cfg.optim.lr == 1e-3 and cfg.model.fused is False and cfg.train.batch_size == 16
+    assert cfg.model.family == "pix2pix" and cfg.data.dataset == "default"
+
+
+def test_yaml_then_command_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: 0.001\n  beta1: 0.9\ntrain:\n  batch_size: 16\n")
+    cfg = parse_config(["--config", str(path), "--optim.lr", "0.003"])
+    assert (cfg.optim.lr, cfg.optim.beta1, cfg.train.batch_size) == (0.003, 0.9, 16)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
+def test_shipped_configs_load(name):
+    cfg = Config()
+    load_yaml(cfg, ROOT / "configs" / name)
+    validate(cfg)
+
+
+def test_shipped_reference_settings():
+    cfg = Config()
+    load_yaml(cfg, ROOT / "configs" / "pix2pix_edges.yaml")
+    assert (cfg.model.num_downs, cfg.model.ngf, cfg.model.patch_size, cfg.train.batch_size) == (8, 64, 70, 1)
+    assert (cfg.loss.lambda_rec, cfg.loss.reconstruction, cfg.data.load_size, cfg.data.crop_size) == (100, "l1", 286, 256)
+    talk = Config()
+    load_yaml(talk, ROOT / "configs" / "edges2photo_talk.yaml")
+    assert (talk.loss.reconstruction, talk.loss.lambda_rec, talk.loss.lambda_adv) == ("l2", 1.0, 1e-3)
+    assert (talk.optim.beta1, talk.optim.schedule, talk.optim.step_epochs, talk.train.batch_size) == (0.9, "step", 50, 32)
+    assert talk.model.num_downs == 7
+
+
+def test_unknown_key_suggests_and_lists(capsys):
+    err = error_of(["--train.batch_sze", "3"], capsys)
+    assert "unknown config key 'train.batch_sze' (did you mean 'train.batch_size'?)" in err
+    assert "valid keys:" in err and "optim.lr" in err
+
+
+def test_unknown_yaml_key_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("optim:\n  learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown config key 'optim.learning_rate'.*valid keys: optim.lr"):
+        load_yaml(Config(), path)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--train.batch_size", "x"], "train.batch_size: expected int, got 'x'"),
+    (["--model.fused", "maybe"], "model.fused: expected bool, got 'maybe'"),
+    (["--optim.lr", "-1"], "optim.lr must be > 0, got -1.0"),
+    (["--data.crop_size", "300"], "data.crop_size (300) cannot be larger than data.load_size (72)"),
+    (["--model.family", "gan"], "model.family='gan' is not one of pix2pix, dcgan, conditional"),
+    (["--model.patch_size", "50"], "model.patch_size=50 is not one of 1, 16, 34, 70, 142, 286"),
+    (["--data.crop_size", "48", "--data.load_size", "64"], "must be divisible by 2^model.num_downs (64)"),
+    (["--loss.lambda_rec", "0", "--loss.lambda_adv", "0"], "both 0"),
+    (["--model.family", "dcgan"], "data.dataset='default' holds image pairs; model.family=dcgan needs"),
+    (["--data.dataset", "aligned"], "data.dataset='aligned' needs data.root"),
+    (["--optim.beta1", "1.0"], "optim.beta1 and optim.beta2 must be in [0, 1)"),
+    (["--optim.ema", "1.5"], "optim.ema is a decay in [0, 1)"),
+    (["--data.edge_blur", "4"], "data.edge_blur must be odd"),
+])
+def test_bad_values_are_rejected(argv, message, capsys):
+    assert message in error_of(argv, capsys)
+
+
+def test_batch_divisible_by_processes(capsys):
+    err = error_of(["--train.batch_size", "6"], capsys, world_size=4)
+    assert "train.batch_size (6) must be divisible by the number of processes (4)" in err
+
+
+def test_help_lists_every_option_with_its_default():
+    text = build_parser().format_help()
+    cfg = Config()
+    for section in dataclasses.fields(Config):
+        for f in dataclasses.fields(getattr(cfg, section.name)):
+            flag = f"--{section.name}.{f.name}"
+            assert flag in text, flag
+            assert f"(default: {getattr(getattr(cfg, section.name), f.name)!r})" in " ".join(text.split()), flag

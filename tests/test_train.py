@@ -1,0 +1,207 @@
+"""The trainer end to end on CPU: every family trains, resume is exact, failures are clean."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastgan import checkpoint
+from fastgan.train import main
+from train_helpers import TINY_PIX2PIX, final_weights, tiny_dcgan, write_images
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train(out_dir, *args) -> int:
+    return main([*TINY_PIX2PIX, "--train.out_dir", str(out_dir), *args])
+
+
+def metrics(out_dir) -> list[dict]:
+    return [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def loss_trace(out_dir, key: str) -> list[float]:
+    return [r[key] for r in metrics(out_dir) if key in r and not r.get("summary")]
+
+
+def test_pix2pix_trains_and_leaves_outputs(tmp_path):
+    assert train(tmp_path, "--train.max_steps", "6", "--train.sample_every", "3") == 0
+    for key in ("loss_D", "loss_G", "loss_rec"):
+        trace = loss_trace(tmp_path, key)
+        assert len(trace) == 6 and all(math.isfinite(v) for v in trace)
+        assert len(set(trace)) > 1, f"{key} never changed: {trace}"
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["ckpt_00000006.pt"]
+    assert (tmp_path / "best.pt").is_file()
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step_00000003.png", "step_00000006.png"]
+    assert list((tmp_path / "tensorboard").iterdir())
+    records = metrics(tmp_path)
+    assert any("val_l1" in r for r in records) and records[-1]["summary"] and records[-1]["result"] == "finished"
+    state = checkpoint.load(tmp_path / "ckpt_00000006.pt")
+    assert state["family"] == "pix2pix" and state["step"] == 6 and state["batch"] == 6 and state["epoch"] == 0
+
+
+@pytest.mark.parametrize("family", ["dcgan", "conditional"])
+def test_noise_families_train(tmp_path, family):
+    data = tmp_path / "data"
+    if family == "conditional":
+        write_images(data / "cats", 8, seed=1)
+        write_images(data / "dogs", 8, seed=2)
+    else:
+        write_images(data, 16)
+    out = tmp_path / "run"
+    assert main([*tiny_dcgan(data, family), "--train.out_dir", str(out), "--train.max_steps", "5"]) == 0
+    for key in ("loss_D", "loss_G"):
+        trace = loss_trace(out, key)
+        assert len(trace) == 5 and all(math.isfinite(v) for v in trace) and len(set(trace)) > 1
+
+
+def test_reconstruction_only_skips_the_discriminator(tmp_path):
+    assert train(tmp_path, "--train.max_steps", "3", "--loss.lambda_adv", "0") == 0
+    records = [r for r in metrics(tmp_path) if "loss_G" in r and not r.get("summary")]
+    assert records and all("loss_D" not in r for r in records)
+    d_before = checkpoint.load(tmp_path / "ckpt_00000003.pt")["optimizers"]["D"]["state"]
+    assert d_before == {}, "the discriminator's optimizer took a step"
+
+
+@pytest.mark.parametrize("split", [3, 5])
+def test_resume_is_bit_exact(tmp_path, split):
+    """N steps + resume + M steps == N + M uninterrupted steps, bit for bit (dropout and all)."""
+    assert train(tmp_path / "straight", "--train.max_steps", "8") == 0
+    assert train(tmp_path / "split", "--train.max_steps", str(split)) == 0
+    assert train(tmp_path / "split", "--train.max_steps", "8", "--train.resume", "auto") == 0
+    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "split")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    sa = checkpoint.load(tmp_path / "straight" / "ckpt_00000008.pt")
+    sb = checkpoint.load(tmp_path / "split" / "ckpt_00000008.pt")
+    for role in ("G", "D"):
+        for pa, pb in zip(sa["optimizers"][role]["state"].values(), sb["optimizers"][role]["state"].values()):
+            assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    steps = [r["step"] for r in metrics(tmp_path / "split") if "loss_G" in r and not r.get("summary")]
+    assert steps == list(range(1, 9)), "metrics.jsonl lost or repeated steps across the resume"
+
+
+def test_resume_across_an_epoch_boundary(tmp_path):
+    """The data position survives: an epoch ends mid-run, on both sides of the resume."""
+    common = ["--train.batch_size", "8", "--optim.epochs", "3"]
+    from fastgan.data import DefaultEdges2Photo
+    steps_per_epoch = len(DefaultEdges2Photo("train", image_size=32)) // 8
+    assert train(tmp_path / "straight", *common, "--train.max_steps", str(steps_per_epoch + 2)) == 0
+    assert train(tmp_path / "split", *common, "--train.max_steps", str(steps_per_epoch - 1)) == 0
+    assert train(tmp_path / "split", *common, "--train.max_steps", str(steps_per_epoch + 2),
+                 "--train.resume", "auto") == 0
+    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "split")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    state = checkpoint.load(checkpoint.list_checkpoints(tmp_path / "split")[0])
+    assert (state["epoch"], state["batch"]) == (1, 2)
+
+
+def test_corrupt_newest_checkpoint_falls_back(tmp_path):
+    assert train(tmp_path, "--train.max_steps", "2", "--train.ckpt_every", "1") == 0
+    newest = checkpoint.list_checkpoints(tmp_path)[0]
+    assert newest.name == "ckpt_00000002.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])  # torn write
+    with pytest.warns(UserWarning, match="skipping unreadable checkpoint .*ckpt_00000002.pt"):
+        state, path = checkpoint.load_latest(tmp_path)
+    assert path.name == "ckpt_00000001.pt" and state["step"] == 1
+    with pytest.warns(UserWarning, match="skipping unreadable checkpoint"):
+        assert train(tmp_path, "--train.max_steps", "3", "--train.resume", "auto") == 0
+    assert checkpoint.load(checkpoint.list_checkpoints(tmp_path)[0])["step"] == 3
+
+
+def test_a_kill_while_writing_leaves_the_previous_checkpoint(tmp_path):
+    """SIGKILL in the middle of torch.save: the earlier checkpoint still loads, no torn file is visible."""
+    script = f"""
+import os, signal, torch
+from fastgan import checkpoint
+checkpoint.save_atomic({{"format_version": 1, "models": {{}}, "step": 1}}, {str(tmp_path)!r} + "/ckpt_00000001.pt")
+def torn_save(obj, f):
+    f.write(b"PK\\x03\\x04 half a checkpoint")
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+torch.save = torn_save
+checkpoint.save_atomic({{"format_version": 1, "models": {{}}, "step": 2}}, {str(tmp_path)!r} + "/ckpt_00000002.pt")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=_env())
+    assert proc.returncode == -signal.SIGKILL
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["ckpt_00000001.pt"]
+    state, _ = checkpoint.load_latest(tmp_path)
+    assert state["step"] == 1
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return env
+
+
+def test_sigterm_checkpoints_and_exits_zero(tmp_path):
+    cmd = [sys.executable, "-m", "fastgan.train", *TINY_PIX2PIX, "--train.out_dir", str(tmp_path),
+           "--train.max_steps", "100000"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics_path = tmp_path / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics_path.exists() and metrics_path.read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output
+    assert "stopped by signal" in output and "--train.resume auto" in output
+    state, _ = checkpoint.load_latest(tmp_path)
+    assert state["reason"] == "stopped by signal" and 2 <= state["step"] < 100000
+
+
+def test_nonfinite_loss_stops_with_a_checkpoint(tmp_path, monkeypatch, capsys):
+    from fastgan.families import Pix2PixFamily
+    original = Pix2PixFamily.g_loss
+    calls = {"n": 0}
+
+    def poisoned(self, D, batch, fake):
+        loss, logs = original(self, D, batch, fake)
+        calls["n"] += 1
+        return (loss * float("nan"), logs) if calls["n"] == 3 else (loss, logs)
+
+    monkeypatch.setattr(Pix2PixFamily, "g_loss", poisoned)
+    assert train(tmp_path, "--train.max_steps", "10") == 1
+    out = capsys.readouterr().out
+    assert "non-finite loss: the generator loss is nan" in out
+    state, _ = checkpoint.load_latest(tmp_path)
+    assert state["step"] == 2  # the poisoned step never reached the optimizer
+    assert all(torch.isfinite(v).all() for v in state["models"]["G"].values() if v.is_floating_point())
+
+
+def test_fresh_run_refuses_to_overwrite(tmp_path, capsys):
+    assert train(tmp_path, "--train.max_steps", "1") == 0
+    with pytest.raises(SystemExit, match="already holds checkpoints; pass --train.resume auto"):
+        train(tmp_path, "--train.max_steps", "1")
+
+
+def test_fused_and_stock_layers_train_identically(tmp_path):
+    """fused=False swaps in nn.BatchNorm2d + activations; a few steps agree to float tolerance."""
+    assert train(tmp_path / "fused", "--train.max_steps", "3", "--model.dropout", "false") == 0
+    assert train(tmp_path / "stock", "--train.max_steps", "3", "--model.dropout", "false",
+                 "--model.fused", "false") == 0
+    a, b = final_weights(tmp_path / "fused"), final_weights(tmp_path / "stock")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=2e-4, rtol=1e-3, msg=key)
+
+
+@pytest.mark.slow
+def test_default_command_runs(tmp_path):
+    """`python -m fastgan.train` with no arguments (the README's first command) trains to the end."""
+    proc = subprocess.run([sys.executable, "-m", "fastgan.train", "--train.progress", "false"], cwd=tmp_path,
+                          env=_env(), capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "fastgan: finished" in proc.stdout
+    out = tmp_path / "runs" / "default"
+    assert (out / "best.pt").is_file() and list((out / "samples").iterdir())

@@ -1,0 +1,35 @@
+"""Tiny, fast training configurations shared by the trainer tests."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+# pix2pix on the embedded data at 32x32 with narrow networks: a step takes milliseconds.
+TINY_PIX2PIX = ["--data.crop_size", "32", "--data.load_size", "36", "--model.num_downs", "5",
+                "--model.ngf", "8", "--model.ndf", "8", "--train.batch_size", "4", "--train.log_every", "1",
+                "--train.sample_every", "1000", "--train.val_batches", "1", "--train.progress", "false"]
+
+
+def tiny_dcgan(root, family: str = "dcgan") -> list[str]:
+    dataset = "classes" if family == "conditional" else "folder"
+    args = ["--model.family", family, "--data.dataset", dataset, "--data.root", str(root),
+            "--data.crop_size", "32", "--data.load_size", "32", "--model.ngf", "8", "--model.ndf", "8",
+            "--model.nz", "16", "--train.batch_size", "4", "--train.log_every", "1",
+            "--train.sample_every", "1000", "--train.progress", "false", "--optim.schedule", "constant"]
+    if family == "conditional":
+        args += ["--model.num_classes", "2"]
+    return args
+
+
+def write_images(folder, n: int, size: int = 40, seed: int = 0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+
+
+def final_weights(out_dir) -> dict[str, torch.Tensor]:
+    from fastgan import checkpoint
+    state, _ = checkpoint.load_latest(out_dir)
+    return {f"{role}.{k}": v for role, sd in state["models"].items() for k, v in sd.items()}
