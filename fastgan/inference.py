@@ -21,7 +21,10 @@ def pick_device(name: str) -> torch.device:
 
 def load_generator(path: str | Path, device: torch.device, ema: bool = True) -> tuple[nn.Module, dict]:
     """(generator in eval mode, checkpoint); prefers the EMA weights when the run kept them."""
-    ckpt = ckpt_io.load(path, map_location="cpu")
+    try:
+        ckpt = ckpt_io.load(path, map_location="cpu")
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"--checkpoint: {e}") from None
     G = build_model(ckpt["family"], "G", **ckpt["model_args"]["G"])
     weights = ckpt["models"].get("G_ema") if ema else None
     G.load_state_dict(weights if weights is not None else ckpt["models"]["G"])
