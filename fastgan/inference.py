@@ -31,6 +31,13 @@ def load_generator(path: str | Path, device: torch.device, ema: bool = True) -> 
     return G.to(device).eval(), ckpt
 
 
+def open_for_cli(args) -> tuple[nn.Module, dict, torch.device]:
+    """The shared start of the command-line tools: --device, --checkpoint and --no-ema."""
+    device = pick_device(args.device)
+    G, ckpt = load_generator(args.checkpoint, device, ema=not args.no_ema)
+    return G, ckpt, device
+
+
 def trained_size(ckpt: dict, fallback: int) -> int:
     """The image size the generator was trained at, when the checkpoint's config says."""
     return int(ckpt.get("config", {}).get("data", {}).get("crop_size", fallback))

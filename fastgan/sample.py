@@ -11,7 +11,7 @@ import sys
 
 import torch
 
-from .inference import load_generator, pick_device
+from .inference import open_for_cli
 from .models import class_grid_labels
 from .visualize import grid, save_png
 
@@ -34,8 +34,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.n < 1 or args.per_row < 1:
         raise SystemExit(f"--n and --per-row must be >= 1, got {args.n} and {args.per_row}")
-    device = pick_device(args.device)
-    G, ckpt = load_generator(args.checkpoint, device, ema=not args.no_ema)
+    G, ckpt, device = open_for_cli(args)
     family, g_args = ckpt["family"], ckpt["model_args"]["G"]
     if family not in ("dcgan", "conditional"):
         raise SystemExit(f"{args.checkpoint} holds a {family} generator; sample needs dcgan or conditional "
