@@ -16,7 +16,12 @@ from pathlib import Path
 
 import yaml
 
-FAMILIES = ("pix2pix", "dcgan", "conditional")
+FAMILIES = ("pix2pix", "dcgan", "conditional", "srresnet", "srgan")
+SUPERRES_FAMILIES = ("srresnet", "srgan")
+SCALES = (2, 4, 8)
+CONTENT_LOSSES = ("auto", "vgg", "mse")
+VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_4", "relu4_4", "relu5_4")
+SSIM_WINDOW = 11
 DATASETS = ("default", "aligned", "paired", "folder", "classes", "fashion_mnist")
 PATCH_SIZES = (1, 16, 34, 70, 142, 286)
 
@@ -27,15 +32,17 @@ def _opt(default, help: str, choices: tuple | None = None):
 
 @dataclass
 class DataConfig:
-    dataset: str = _opt("default", "where images come from: the embedded edges->photo set, aligned A|B images, "
-                                   "paired A/ B/ folders, an image folder, class folders or Fashion-MNIST (IDX)",
+    dataset: str = _opt("default", "where images come from: the embedded edges->photo set (srresnet/srgan: crops "
+                                   "of the embedded photos), aligned A|B images, paired A/ B/ folders, an image "
+                                   "folder, class folders or Fashion-MNIST (IDX)",
                         DATASETS)
     root: str = _opt("", "dataset folder (train split: ROOT/train if it exists, else ROOT); fashion_mnist: the "
                          "IDX folder (empty = Debian's dataset-fashion-mnist location)")
     val_root: str = _opt("", "validation folder (empty = ROOT/val when it exists; the embedded set has its own)")
     direction: str = _opt("AtoB", "aligned/paired data: which half is the input", ("AtoB", "BtoA"))
     load_size: int = _opt(72, "resize to this before the random crop (pix2pix: 286)")
-    crop_size: int = _opt(64, "random crop = training image size (pix2pix: 256)")
+    crop_size: int = _opt(64, "random crop = training image size (pix2pix: 256; srresnet/srgan: the high-resolution "
+                              "crop, taken without resizing, 96 in the paper)")
     flip: bool = _opt(True, "random horizontal flip, identical for input and target")
     edge_low: int = _opt(100, "embedded set: Canny low threshold")
     edge_high: int = _opt(200, "embedded set: Canny high threshold")
@@ -57,6 +64,10 @@ class ModelConfig:
     nz: int = _opt(100, "dcgan/conditional: latent size")
     num_classes: int = _opt(10, "conditional: number of classes")
     channels: int = _opt(3, "dcgan/conditional: image channels (1 for Fashion-MNIST)")
+    scale: int = _opt(4, "srresnet/srgan: upscaling factor (one x2 PixelShuffle stage per factor 2)", SCALES)
+    num_blocks: int = _opt(16, "srresnet/srgan: residual blocks of the SRResNet generator")
+    init_generator: str = _opt("", "srresnet/srgan: start the generator from the G weights of this fastgan "
+                                   "srresnet or srgan checkpoint (the paper initializes SRGAN from SRResNet)")
 
 
 @dataclass
@@ -64,7 +75,18 @@ class LossConfig:
     gan_mode: str = _opt("vanilla", "adversarial loss", ("vanilla", "lsgan", "hinge", "wgan"))
     reconstruction: str = _opt("l1", "pix2pix reconstruction norm (l1: the paper; l2: the talk)", ("l1", "l2"))
     lambda_rec: float = _opt(100.0, "pix2pix weight of the reconstruction term (0 = adversarial only)")
-    lambda_adv: float = _opt(1.0, "weight of the adversarial term in the generator loss (0 = reconstruction only)")
+    lambda_adv: float = _opt(1.0, "pix2pix weight of the adversarial term in the generator loss (0 = reconstruction "
+                                  "only)")
+    sr_lambda_adv: float = _opt(1e-3, "srgan weight of the adversarial term added to the content loss (the paper: "
+                                      "1e-3)")
+    content: str = _opt("auto", "srresnet/srgan content loss: vgg = MSE of VGG19 features (needs loss.vgg_weights), "
+                                "mse = pixel MSE; auto = vgg for srgan when loss.vgg_weights is set, else mse",
+                        CONTENT_LOSSES)
+    vgg_weights: str = _opt("", "local file with torchvision's vgg19 state_dict for the VGG content loss (nothing "
+                                "is downloaded)")
+    vgg_layer: str = _opt("relu5_4", "VGG content loss: compare the features after this ReLU (relu5_4 = the "
+                                     "paper's VGG54, relu2_2 = VGG22)", VGG_LAYERS)
+    tv_weight: float = _opt(0.0, "srresnet/srgan weight of a total-variation penalty on the output (0 = off)")
     target_real: float = _opt(1.0, "discriminator target for real images (< 1 = one-sided label smoothing)")
 
 
@@ -95,7 +117,7 @@ class TrainConfig:
     sync_bn: bool = _opt(False, "synchronize BatchNorm statistics across processes (fused sync BN)")
     seed: int = _opt(0, "seed of everything (each rank adds its rank)")
     deterministic: bool = _opt(False, "torch.use_deterministic_algorithms (slower; exact reruns on GPU)")
-    resume: str = _opt("", "'' = fresh run (refuses a non-empty out_dir), 'auto' = newest valid checkpoint in "
+    resume: str = _opt("", "'' = fresh run (into out_dir-2, -3 ... if out_dir holds a run), 'auto' = newest valid checkpoint in "
                            "out_dir, or a checkpoint path")
     keep_last: int = _opt(3, "checkpoints kept besides best.pt")
     ckpt_every: int = _opt(0, "steps between checkpoints (0 = at the end of each epoch)")
@@ -217,7 +239,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
                 "model.channels": m.channels, "model.num_downs": m.num_downs, "optim.lr": o.lr,
                 "train.batch_size": t.batch_size, "train.log_every": t.log_every,
                 "train.sample_every": t.sample_every, "train.keep_last": t.keep_last,
-                "optim.step_epochs": o.step_epochs}
+                "optim.step_epochs": o.step_epochs, "model.num_blocks": m.num_blocks}
     for key, value in positive.items():
         if not value > 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
@@ -225,7 +247,8 @@ def validate(cfg: Config, world_size: int = 1) -> None:
                     "train.ckpt_every": t.ckpt_every, "train.val_batches": t.val_batches,
                     "optim.epochs": o.epochs, "optim.epochs_decay": o.epochs_decay, "optim.ema": o.ema,
                     "loss.lambda_rec": loss.lambda_rec, "loss.lambda_adv": loss.lambda_adv,
-                    "data.edge_blur": d.edge_blur}
+                    "data.edge_blur": d.edge_blur, "loss.sr_lambda_adv": loss.sr_lambda_adv,
+                    "loss.tv_weight": loss.tv_weight}
     for key, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{key} must be >= 0, got {value}")
@@ -237,7 +260,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
         raise ConfigError(f"optim.ema is a decay in [0, 1), got {o.ema}")
     if o.step_gamma <= 1 and o.schedule == "step":
         raise ConfigError(f"optim.step_gamma divides the learning rate and must be > 1, got {o.step_gamma}")
-    if d.crop_size > d.load_size:
+    if d.crop_size > d.load_size and m.family not in SUPERRES_FAMILIES:
         raise ConfigError(f"data.crop_size ({d.crop_size}) cannot be larger than data.load_size ({d.load_size})")
     if d.edge_blur and d.edge_blur % 2 == 0:
         raise ConfigError(f"data.edge_blur must be odd (a Gaussian kernel size), got {d.edge_blur}")
@@ -252,6 +275,8 @@ def validate(cfg: Config, world_size: int = 1) -> None:
                               f"({2 ** m.num_downs}) for the U-Net; use num_downs 8 for 256, 7 for 128, 6 for 64")
         if loss.lambda_rec == 0 and loss.lambda_adv == 0:
             raise ConfigError("loss.lambda_rec and loss.lambda_adv are both 0: the generator would learn nothing")
+    elif m.family in SUPERRES_FAMILIES:
+        _validate_superres(cfg)
     else:
         if d.crop_size not in (32, 64, 128):
             raise ConfigError(f"data.crop_size ({d.crop_size}) must be 32, 64 or 128 for model.family="
@@ -266,6 +291,26 @@ def validate(cfg: Config, world_size: int = 1) -> None:
                           f"'paired', got {d.dataset!r}")
     if d.dataset not in ("default", "fashion_mnist") and not d.root:
         raise ConfigError(f"data.dataset={d.dataset!r} needs data.root (a folder)")
+
+
+def _validate_superres(cfg: Config) -> None:
+    d, m, loss = cfg.data, cfg.model, cfg.loss
+    if d.dataset not in ("default", "folder"):
+        raise ConfigError(f"model.family={m.family} trains on photos: data.dataset 'default' (the embedded photos) "
+                          f"or 'folder', got {d.dataset!r}")
+    if d.crop_size % m.scale:
+        raise ConfigError(f"data.crop_size ({d.crop_size}) must be a multiple of model.scale ({m.scale}): the "
+                          f"low-resolution input is crop_size / scale pixels wide")
+    if d.crop_size - 2 * m.scale < SSIM_WINDOW:
+        raise ConfigError(f"data.crop_size ({d.crop_size}) is too small: validation crops a border of model.scale "
+                          f"({m.scale}) and SSIM needs {SSIM_WINDOW} pixels left; use at least "
+                          f"{SSIM_WINDOW + 2 * m.scale}")
+    if loss.content == "vgg" and not loss.vgg_weights:
+        raise ConfigError("loss.content=vgg needs loss.vgg_weights: a local file with torchvision's vgg19 "
+                          "state_dict (nothing is downloaded); or use loss.content mse")
+    for key, path in (("loss.vgg_weights", loss.vgg_weights), ("model.init_generator", m.init_generator)):
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{key}: file not found: {path}")
 
 
 def _choices() -> dict[str, tuple]:

@@ -3,9 +3,13 @@
 Image-to-image (pix2pix): L1, PSNR, SSIM and sharpness (variance of the Laplacian) of the
 outputs against the targets, plus FID/KID when --inception names a local Inception file.
 Noise-to-image (dcgan, conditional): FID/KID of generated images against --data.
+Super-resolution (srresnet, srgan): PSNR and SSIM on the Y channel with a border crop of the
+scale factor, for the network and for bicubic upscaling (the baseline row): each image of
+--data is cut to a multiple of the scale, shrunk with PIL bicubic and upscaled back.
 
     python -m fastgan.evaluate --checkpoint runs/default/best.pt --data default
     python -m fastgan.evaluate --checkpoint C --data data/facades/test --direction BtoA --json scores.json
+    python -m fastgan.evaluate --checkpoint runs/srgan/ckpt_00001000.pt --data default --split test
 """
 from __future__ import annotations
 
@@ -19,8 +23,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import metrics
-from .data import AlignedDataset, DefaultEdges2Photo, ImageFolderDataset, collate_skipping, fashion_mnist
-from .inference import load_generator, pick_device, trained_size
+from .config import SUPERRES_FAMILIES
+from .data import (AlignedDataset, DefaultEdges2Photo, ImageFolderDataset, collate_skipping, downscale,
+                   fashion_mnist)
+from .data.default import load_photo, default_photo_names
+from .data.files import list_images, load_image
+from .data.transforms import to_tensor
+from .inference import open_for_cli, trained_size
 
 
 def parse_args(argv):
@@ -29,10 +38,13 @@ def parse_args(argv):
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True,
                    help="pix2pix: a folder of aligned A|B images, or 'default' for the embedded set; "
-                        "dcgan/conditional: an image folder or 'fashion_mnist'")
+                        "dcgan/conditional: an image folder or 'fashion_mnist'; srresnet/srgan: a folder of "
+                        "high-resolution photos, or 'default' for the embedded photos")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split of the embedded set")
     p.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"))
-    p.add_argument("--size", type=int, default=None, help="evaluation image size (default: the training size)")
+    p.add_argument("--size", type=int, default=None,
+                   help="evaluation image size (default: the training size; srresnet/srgan: a centre crop of "
+                        "this side, default the whole image)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--num-generated", type=int, default=1000, help="dcgan/conditional: images generated for FID/KID")
     p.add_argument("--inception", default=None,
@@ -66,6 +78,54 @@ def pix2pix_scores(G, args, size: int, device, fid) -> dict:
     scores = metrics.evaluate_pairs(torch.cat(outputs), torch.cat(targets))
     scores["images"] = sum(len(o) for o in outputs)
     return scores
+
+
+def superres_photos(args):
+    """(name, PIL image) of the high-resolution images to score, decoded lazily."""
+    if args.data == "default":
+        return ((stem, load_photo(stem)) for stem in default_photo_names(args.split))
+    try:
+        files = list_images(args.data, "--data folder")
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(str(e)) from None
+    return ((path.stem, load_image(path)) for path in files)
+
+
+def superres_scores(G, ckpt, args, device) -> dict:
+    """Per-image Y PSNR/SSIM of the network and of bicubic upscaling, averaged over --data."""
+    scale = ckpt["model_args"]["G"]["scale"]
+    rows: dict[str, list[torch.Tensor]] = {"psnr_y": [], "ssim_y": [], "bicubic_psnr_y": [], "bicubic_ssim_y": []}
+    for name, photo in tqdm(superres_photos(args), desc="upscaling", unit="img", file=sys.stdout):
+        if photo is None:
+            continue
+        width, height = (args.size, args.size) if args.size else photo.size
+        width, height = width - width % scale, height - height % scale
+        if min(width, height) > min(photo.size) or min(width, height) - 2 * scale < metrics.SSIM_WINDOW:
+            print(f"fastgan.evaluate: skipping {name}: {photo.width}x{photo.height} is too small")
+            continue
+        left, top = (photo.width - width) // 2, (photo.height - height) // 2
+        hr = photo.crop((left, top, left + width, top + height))
+        lr = to_tensor(downscale(hr, scale))[None]
+        target = to_tensor(hr)[None]
+        with torch.no_grad():
+            output = G(lr.to(device)).float().clamp(-1, 1).cpu()
+        bicubic = metrics.bicubic_upscale(lr, scale)
+        for prefix, image in (("", output), ("bicubic_", bicubic)):
+            rows[f"{prefix}psnr_y"].append(metrics.psnr_y(image, target, scale))
+            rows[f"{prefix}ssim_y"].append(metrics.ssim_y(image, target, scale))
+    if not rows["psnr_y"]:
+        raise SystemExit(f"{args.data}: no readable image large enough to score")
+    scores = {key: float(torch.cat(values).mean()) for key, values in rows.items()}
+    scores["images"] = len(rows["psnr_y"])
+    scores["scale"] = scale
+    return scores
+
+
+def print_superres_table(family: str, scores: dict) -> None:
+    print(f"x{scores['scale']} on {scores['images']} image(s), Y channel, border {scores['scale']}")
+    print(f"{'method':<10}  {'PSNR (dB)':>9}  {'SSIM':>6}")
+    print(f"{family:<10}  {scores['psnr_y']:>9.2f}  {scores['ssim_y']:>6.4f}")
+    print(f"{'bicubic':<10}  {scores['bicubic_psnr_y']:>9.2f}  {scores['bicubic_ssim_y']:>6.4f}")
 
 
 def generative_scores(G, ckpt, args, size: int, device, fid) -> dict:
@@ -102,21 +162,25 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.batch_size < 1:
         raise SystemExit(f"--batch-size must be >= 1, got {args.batch_size}")
-    device = pick_device(args.device)
-    G, ckpt = load_generator(args.checkpoint, device, ema=not args.no_ema)
+    G, ckpt, device = open_for_cli(args)
     size = args.size or trained_size(ckpt, 256)
     fid = None
     if args.inception:
         if not Path(args.inception).is_file():
             raise SystemExit(f"--inception {args.inception}: file not found; expected {metrics.EXPECTED_INCEPTION}")
         fid = metrics.FrechetAndKernelDistance(args.inception, device=device)
-    if ckpt["family"] == "pix2pix":
+    if ckpt["family"] in SUPERRES_FAMILIES:
+        if fid is not None:
+            raise SystemExit("--inception: FID/KID are not computed for super-resolution (images differ in size)")
+        scores = superres_scores(G, ckpt, args, device)
+        print_superres_table(ckpt["family"], scores)
+    elif ckpt["family"] == "pix2pix":
         scores = pix2pix_scores(G, args, size, device, fid)
     else:
         scores = generative_scores(G, ckpt, args, size, device, fid)
     if fid is not None:
         scores.update(fid.compute())
-    else:
+    elif ckpt["family"] not in SUPERRES_FAMILIES:
         print("fastgan.evaluate: FID/KID skipped: pass --inception with a local Inception file to get them")
     width = max(len(k) for k in scores)
     for key, value in scores.items():

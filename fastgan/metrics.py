@@ -11,12 +11,16 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
+
+from .visualize import to_uint8
 
 SSIM_SIGMA = 1.5
 SSIM_WINDOW = 11
@@ -256,3 +260,74 @@ class FrechetAndKernelDistance:
             kid_mean, kid_std = kid.compute()
         return {"fid": float(fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std),
                 "kid_subset_size": subset_size, "num_real": counts["real"], "num_generated": counts["generated"]}
+
+
+# ----------------------------------------------------------------------------- super-resolution
+# The super-resolution literature's protocol (the SRCNN / SRGAN MATLAB evaluation): outputs
+# quantized to 8 bits, converted to the luma Y of ITU-R BT.601 on the 16..235 scale
+# (MATLAB rgb2ycbcr, skimage.color.rgb2ycbcr), `scale` pixels cropped from every border,
+# PSNR with peak 255 and SSIM with the Wang et al. settings.
+YCBCR_Y_WEIGHTS = (65.481, 128.553, 24.966)
+YCBCR_Y_OFFSET = 16.0
+
+
+def rgb_to_y(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] RGB [N, 3, H, W] -> BT.601 luma [N, 1, H, W] in 16..235, from the images rounded to 8 bits."""
+    _check_images(images, "images")
+    if images.shape[1] != 3:
+        raise ValueError(f"rgb_to_y needs RGB images (C=3); got C={images.shape[1]}")
+    levels = (_unit(images) * 255.0).round() / 255.0
+    weights = torch.tensor(YCBCR_Y_WEIGHTS, dtype=levels.dtype, device=levels.device).view(1, 3, 1, 1)
+    return (levels * weights).sum(1, keepdim=True) + YCBCR_Y_OFFSET
+
+
+def _y_pair(output: torch.Tensor, target: torch.Tensor, border: int) -> tuple[torch.Tensor, torch.Tensor]:
+    _check_pair(output, target)
+    if isinstance(border, bool) or not isinstance(border, int) or border < 0:
+        raise ValueError(f"border must be a non-negative int, got {border!r}")
+    height, width = output.shape[-2:]
+    if min(height, width) <= 2 * border:
+        raise ValueError(f"a border of {border} leaves nothing of {height}x{width} images")
+    crop = (slice(None), slice(None), slice(border, height - border), slice(border, width - border))
+    return rgb_to_y(output)[crop], rgb_to_y(target)[crop]
+
+
+def mse_y(output: torch.Tensor, target: torch.Tensor, border: int = 0) -> torch.Tensor:
+    """Mean squared error per image on the Y channel (0..255 scale) after cropping `border` pixels."""
+    y_out, y_target = _y_pair(output, target, border)
+    return (y_out - y_target).square().flatten(1).mean(1)
+
+
+def psnr_y(output: torch.Tensor, target: torch.Tensor, border: int = 0) -> torch.Tensor:
+    """PSNR per image in dB on the Y channel, peak 255, after cropping `border` pixels (use the scale factor)."""
+    return 10.0 * torch.log10(255.0 ** 2 / mse_y(output, target, border))
+
+
+def ssim_y(output: torch.Tensor, target: torch.Tensor, border: int = 0) -> torch.Tensor:
+    """SSIM per image on the Y channel (data range 255), after cropping `border` pixels."""
+    y_out, y_target = _y_pair(output, target, border)
+    return ssim(y_out / 127.5 - 1.0, y_target / 127.5 - 1.0)
+
+
+def bicubic_upscale(images: torch.Tensor, scale: int) -> torch.Tensor:
+    """[-1, 1] images enlarged `scale` times with PIL's bicubic filter (a = -0.5, as MATLAB's imresize).
+
+    The baseline of super-resolution tables, computed the way fastgan's low-resolution
+    inputs are made (PIL bicubic on 8-bit images), so both directions use one kernel.
+    """
+    _check_images(images, "images")
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive int, got {scale!r}")
+    height, width = images.shape[-2:]
+    out = []
+    for array in to_uint8(images):
+        big = Image.fromarray(array).resize((width * scale, height * scale), Image.BICUBIC)
+        out.append(torch.from_numpy(np.asarray(big).transpose(2, 0, 1).astype(np.float32)) / 127.5 - 1.0)
+    return torch.stack(out).to(images.device)
+
+
+def evaluate_superres(output: torch.Tensor, target: torch.Tensor, scale: int) -> dict[str, float]:
+    """Y-channel PSNR, SSIM and MSE with a border crop of `scale`, averaged over the images."""
+    per_image = {"psnr_y": psnr_y(output, target, scale), "ssim_y": ssim_y(output, target, scale),
+                 "mse_y": mse_y(output, target, scale)}
+    return {name: float(values.mean()) for name, values in per_image.items()}

@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from . import checkpoint as ckpt_io
-from .config import Config, parse_config
+from .config import SUPERRES_FAMILIES, Config, parse_config
 from .data.collate import collate_skipping
 from .data.sampler import ShardedSampler
 from .families import Family, build_family
@@ -66,13 +66,13 @@ def build_datasets(cfg: Config):
     """(train, validation or None) datasets for the configured source."""
     from . import data as D
     d, seed = cfg.data, cfg.train.seed
+    if cfg.model.family in SUPERRES_FAMILIES:
+        return build_superres_datasets(cfg)
     if d.dataset == "default":
         edge = dict(low=d.edge_low, high=d.edge_high, blur=d.edge_blur, invert=d.edge_invert)
         return (D.DefaultEdges2Photo("train", image_size=d.crop_size, seed=seed, flip=d.flip, **edge),
                 D.DefaultEdges2Photo("val", image_size=d.crop_size, seed=seed, **edge))
-    root = Path(d.root)
-    train_root = root / "train" if (root / "train").is_dir() else root
-    val_root = Path(d.val_root) if d.val_root else (root / "val" if (root / "val").is_dir() else None)
+    train_root, val_root = split_roots(cfg)
     if d.dataset in ("aligned", "paired"):
         cls = D.AlignedDataset if d.dataset == "aligned" else D.PairedFolderDataset
         common = dict(direction=d.direction, load_size=d.load_size, crop_size=d.crop_size, seed=seed)
@@ -85,6 +85,26 @@ def build_datasets(cfg: Config):
         return D.fashion_mnist(split="train", image_size=d.crop_size, fit=fit, **kwargs), None
     cls = D.ImageFolderDataset if d.dataset == "folder" else D.ClassFolderDataset
     return cls(train_root, image_size=d.crop_size, channels=cfg.model.channels, flip=d.flip, seed=seed), None
+
+
+def split_roots(cfg: Config) -> tuple[Path, Path | None]:
+    """ROOT/train (or ROOT) and the validation folder: data.val_root, else ROOT/val when it exists."""
+    d = cfg.data
+    root = Path(d.root)
+    train_root = root / "train" if (root / "train").is_dir() else root
+    return train_root, Path(d.val_root) if d.val_root else (root / "val" if (root / "val").is_dir() else None)
+
+
+def build_superres_datasets(cfg: Config):
+    """High-resolution crops and their bicubic downscales, from the embedded photos or a photo folder."""
+    from . import data as D
+    d = cfg.data
+    common = dict(crop_size=d.crop_size, scale=cfg.model.scale, seed=cfg.train.seed)
+    if d.dataset == "default":
+        return D.DefaultSuperResolution("train", flip=d.flip, **common), D.DefaultSuperResolution("val", **common)
+    train_root, val_root = split_roots(cfg)
+    return (D.SuperResolutionFolder(train_root, flip=d.flip, **common),
+            D.SuperResolutionFolder(val_root, train=False, **common) if val_root else None)
 
 
 def make_loader(dataset, batch_size: int, rank: int, world_size: int, cfg: Config, shuffle: bool):
@@ -118,6 +138,14 @@ def make_optimizer(params, cfg: Config, device: torch.device) -> torch.optim.Opt
         except ImportError:
             pass
     return torch.optim.Adam(params, fused=True, **kwargs)
+
+
+def next_free_dir(out: Path) -> Path:
+    """out-2, out-3, ...: a fresh run never writes into an earlier run's folder."""
+    n = 2
+    while (candidate := out.with_name(f"{out.name}-{n}")).exists():
+        n += 1
+    return candidate
 
 
 class StopRequest:
@@ -273,9 +301,11 @@ def main(argv: list[str] | None = None) -> int:
             if is_main:
                 print(f"fastgan: resumed from {path} at step {step} (epoch {epoch}, batch {start_batch})",
                       flush=True)
-    elif is_main and ckpt_io.list_checkpoints(out):
-        raise SystemExit(f"{out} already holds checkpoints; pass --train.resume auto to continue that run or "
-                         f"choose another --train.out_dir")
+    elif ckpt_io.list_checkpoints(out):
+        out = next_free_dir(out)
+        if is_main:
+            print(f"fastgan: {t.out_dir} already holds a run (continue it with --train.resume auto); this fresh "
+                  f"run writes to {out}", flush=True)
 
     epochs = total_epochs(cfg)
     total_steps = epochs * sampler.steps_per_epoch
@@ -298,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fastgan: {family.name} on {cfg.data.dataset} ({len(train_set)} training samples), "
               f"{world_size} process(es) on {device.type}, {precision}, batch {t.batch_size}, "
               f"{total_steps} steps, writing to {out}", flush=True)
+        for note in family.notes:
+            print(f"fastgan: {note}", flush=True)
         if t.progress:
             from tqdm import tqdm
             progress = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stdout)

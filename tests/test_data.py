@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from fastgan.data import (AlignedDataset, ClassFolderDataset, DefaultEdges2Photo, IDXDataset, ImageFolderDataset,
                           PairedFolderDataset, PairedTransform, UnreadableImageWarning, canny_edges,
                           collate_skipping, fashion_mnist, read_idx)
-from fastgan.data.default import _load_photo, default_photo_names
+from fastgan.data.default import load_photo, default_photo_names
 from fastgan.data.idx import FASHION_MNIST_ROOT
 from fastgan.data.transforms import to_tensor
 
@@ -490,7 +490,7 @@ def test_default_sizes_ranges_and_content(default_splits):
         assert sample["A"].mean() > 0  # black lines on white
         stem, left, top, side = dataset.windows[index]
         assert sample["name"] == f"{stem}_{index:04d}" and 32 <= side <= 341
-        crop = _load_photo(stem).crop((left, top, left + side, top + side)).resize((32, 32), Image.BICUBIC)
+        crop = load_photo(stem).crop((left, top, left + side, top + side)).resize((32, 32), Image.BICUBIC)
         torch.testing.assert_close(sample["B"], tensor_of(np.asarray(crop)), rtol=0, atol=0)
         edges = canny_edges(np.asarray(crop), 100, 200, 3, invert=True)
         torch.testing.assert_close(sample["A"], tensor_of(edges), rtol=0, atol=0)

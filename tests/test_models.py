@@ -297,9 +297,12 @@ def test_models_are_initialized():
 
 
 def test_registry_lists_every_family():
+    from fastgan.models import SRGANDiscriminator, SRResNetGenerator
+    sr = {"G": SRResNetGenerator, "D": SRGANDiscriminator}
     assert MODELS == {"pix2pix": {"G": UNetGenerator, "D": PatchDiscriminator},
                       "dcgan": {"G": DCGANGenerator, "D": DCGANDiscriminator},
-                      "conditional": {"G": ConditionalGenerator, "D": ConditionalDiscriminator}}
+                      "conditional": {"G": ConditionalGenerator, "D": ConditionalDiscriminator},
+                      "srresnet": sr, "srgan": sr}
 
 
 def test_build_model_rebuilds_a_checkpoint():
@@ -318,8 +321,9 @@ def test_build_model_rebuilds_a_checkpoint():
 
 
 def test_build_model_errors():
-    with pytest.raises(ValueError, match="unknown model family 'srgan'; valid families: pix2pix, dcgan, conditional"):
-        build_model("srgan", "G")
+    with pytest.raises(ValueError, match="unknown model family 'cyclegan'; valid families: pix2pix, dcgan, "
+                                         "conditional, srresnet, srgan"):
+        build_model("cyclegan", "G")
     with pytest.raises(ValueError, match="unknown role 'E' for family 'dcgan'; valid roles: G, D"):
         build_model("dcgan", "E")
 

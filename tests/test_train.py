@@ -179,10 +179,17 @@ def test_nonfinite_loss_stops_with_a_checkpoint(tmp_path, monkeypatch, capsys):
     assert all(torch.isfinite(v).all() for v in state["models"]["G"].values() if v.is_floating_point())
 
 
-def test_fresh_run_refuses_to_overwrite(tmp_path, capsys):
-    assert train(tmp_path, "--train.max_steps", "1") == 0
-    with pytest.raises(SystemExit, match="already holds checkpoints; pass --train.resume auto"):
-        train(tmp_path, "--train.max_steps", "1")
+def test_fresh_run_never_writes_into_an_earlier_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train(out, "--train.max_steps", "1") == 0
+    before = (out / "ckpt_00000001.pt").read_bytes()
+    assert train(out, "--train.max_steps", "2") == 0
+    assert train(out, "--train.max_steps", "1") == 0
+    text = capsys.readouterr().out
+    assert f"{out} already holds a run (continue it with --train.resume auto); this fresh run writes to {out}-2" in text
+    assert f"writes to {out}-3" in text
+    assert (out / "ckpt_00000001.pt").read_bytes() == before
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "run-2")] == ["ckpt_00000002.pt"]
 
 
 def test_fused_and_stock_layers_train_identically(tmp_path):
@@ -205,3 +212,30 @@ def test_default_command_runs(tmp_path):
     assert "fastgan: finished" in proc.stdout
     out = tmp_path / "runs" / "default"
     assert (out / "best.pt").is_file() and list((out / "samples").iterdir())
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains(tmp_path, precision):
+    assert train(tmp_path, "--train.max_steps", "3", "--train.precision", precision) == 0
+    trace = loss_trace(tmp_path, "loss_G")
+    assert len(trace) == 3 and all(math.isfinite(v) for v in trace)
+    state = checkpoint.load(tmp_path / "ckpt_00000003.pt")
+    assert state["config"]["train"]["precision"] == precision
+    # fp16 keeps a loss scale per optimizer (saved for resume); bf16 needs none
+    assert bool(state["scalers"]["G"]) == (precision == "fp16")
+
+
+def test_ema_is_kept_resumed_and_used(tmp_path):
+    assert train(tmp_path / "straight", "--train.max_steps", "4", "--optim.ema", "0.9") == 0
+    assert train(tmp_path / "split", "--train.max_steps", "2", "--optim.ema", "0.9") == 0
+    assert train(tmp_path / "split", "--train.max_steps", "4", "--optim.ema", "0.9", "--train.resume", "auto") == 0
+    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "split")
+    ema_keys = [k for k in a if k.startswith("G_ema.")]
+    assert ema_keys and all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], a["G." + k[len("G_ema."):]]) for k in ema_keys), "EMA equals the raw weights"
+
+
+@pytest.mark.slow
+def test_compiled_training_runs(tmp_path):
+    assert train(tmp_path, "--train.max_steps", "2", "--train.compile", "true") == 0
+    assert len(loss_trace(tmp_path, "loss_G")) == 2

@@ -6,11 +6,13 @@ from .default import DefaultEdges2Photo
 from .edges import canny_edges
 from .files import IMAGE_EXTENSIONS, UnreadableImageWarning
 from .idx import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, IDXDataset, fashion_mnist, read_idx
+from .superres import DefaultSuperResolution, SuperResolutionFolder, TooSmallImageWarning, downscale, superres_pair
 from .transforms import CenterCropTransform, PairedTransform
 
 __all__ = [
     "AlignedDataset", "CenterCropTransform", "ClassFolderDataset", "DefaultEdges2Photo", "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_ROOT", "IDXDataset", "IMAGE_EXTENSIONS", "ImageFolderDataset", "PairedFolderDataset",
-    "PairedTransform", "SeededDataset", "UnreadableImageWarning", "canny_edges", "collate_skipping",
+    "PairedTransform", "SeededDataset", "DefaultSuperResolution", "SuperResolutionFolder", "TooSmallImageWarning",
+    "downscale", "superres_pair", "UnreadableImageWarning", "canny_edges", "collate_skipping",
     "fashion_mnist", "read_idx", "sample_rng",
 ]

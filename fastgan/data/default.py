@@ -29,7 +29,7 @@ def default_photo_names(split: str) -> list[str]:
     return [stem for stem in stems if HELD_OUT_PHOTOS.get(stem, "train") == split]
 
 
-def _load_photo(stem: str) -> Image.Image:
+def load_photo(stem: str) -> Image.Image:
     with (resources.files(__package__) / PHOTO_FOLDER / f"{stem}.jpg").open("rb") as file:
         return Image.open(file).convert("RGB")
 
@@ -52,7 +52,7 @@ class DefaultEdges2Photo(SeededDataset):
         check_canny_args(low, high, blur)
         self.split = split
         self.flip = flip and split == "train"
-        photos = [_load_photo(stem) for stem in stems]
+        photos = [load_photo(stem) for stem in stems]
         for stem, photo in zip(stems, photos):
             if image_size > min(photo.size):
                 raise ValueError(f"image_size {image_size} is larger than default photo {stem!r} "

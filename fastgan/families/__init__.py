@@ -12,13 +12,16 @@ from .base import Family
 from .conditional import ConditionalFamily
 from .dcgan import DCGANFamily
 from .pix2pix import Pix2PixFamily
+from .srgan import SRGANFamily, SRResNetFamily
 
 FAMILIES: dict[str, type[Family]] = {"pix2pix": Pix2PixFamily, "dcgan": DCGANFamily,
-                                     "conditional": ConditionalFamily}
+                                     "conditional": ConditionalFamily, "srresnet": SRResNetFamily,
+                                     "srgan": SRGANFamily}
 
 
 def build_family(cfg: Config) -> Family:
     return FAMILIES[cfg.model.family](cfg)
 
 
-__all__ = ["Family", "FAMILIES", "build_family", "Pix2PixFamily", "DCGANFamily", "ConditionalFamily"]
+__all__ = ["Family", "FAMILIES", "build_family", "Pix2PixFamily", "DCGANFamily", "ConditionalFamily",
+           "SRResNetFamily", "SRGANFamily"]

@@ -16,11 +16,13 @@ class Family:
     tools rebuild the networks without the training config. `adversarial` is False when
     the generator's loss has no adversarial term: the loop then skips the discriminator.
     `best_metric` names the validation metric that selects best.pt (lower is better),
-    or None when the family has no validation measure.
+    or None when the family has no validation measure. `notes` are start-up lines the
+    trainer prints (e.g. which content loss runs).
     """
 
     name: str = ""
     best_metric: str | None = None
+    notes: tuple[str, ...] = ()
 
     def __init__(self, cfg: Config):
         self.cfg = cfg

@@ -12,11 +12,14 @@ from .conditional import ConditionalDiscriminator, ConditionalGenerator, class_g
 from .dcgan import IMAGE_SIZES, DCGANDiscriminator, DCGANGenerator
 from .layers import NORMS, init_weights_
 from .pix2pix import PATCH_SIZES, PatchDiscriminator, UNetGenerator
+from .srgan import SCALES, SRGANDiscriminator, SRResNetGenerator, discriminator_pool_size
 
 MODELS = {
     "pix2pix": {"G": UNetGenerator, "D": PatchDiscriminator},
     "dcgan": {"G": DCGANGenerator, "D": DCGANDiscriminator},
     "conditional": {"G": ConditionalGenerator, "D": ConditionalDiscriminator},
+    "srresnet": {"G": SRResNetGenerator, "D": SRGANDiscriminator},
+    "srgan": {"G": SRResNetGenerator, "D": SRGANDiscriminator},
 }
 
 
@@ -32,4 +35,4 @@ def build_model(family: str, role: str, **kwargs) -> nn.Module:
 
 __all__ = ["MODELS", "build_model", "UNetGenerator", "PatchDiscriminator", "DCGANGenerator", "DCGANDiscriminator",
            "ConditionalGenerator", "ConditionalDiscriminator", "class_grid_labels", "init_weights_", "NORMS",
-           "PATCH_SIZES", "IMAGE_SIZES"]
+           "PATCH_SIZES", "IMAGE_SIZES", "SRResNetGenerator", "SRGANDiscriminator", "SCALES", "discriminator_pool_size"]
