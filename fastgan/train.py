@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 from . import checkpoint as ckpt_io
 from .config import SUPERRES_FAMILIES, Config, parse_config
 from .data.collate import collate_skipping
+from .data.dali import DALILoader, choose_loader
 from .data.sampler import ShardedSampler
 from .families import Family, build_family
 from .nn import convert_sync_batchnorm
@@ -238,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     train_set, val_set = build_datasets(cfg)
     per_rank = t.batch_size // world_size
     loader, sampler = make_loader(train_set, per_rank, rank, world_size, cfg, shuffle=True)
+    loader_name, loader_reason = choose_loader(cfg.data.loader, train_set, device)
+    if loader_name == "dali":
+        loader = DALILoader(train_set, sampler, per_rank, device, channels_last=t.channels_last,
+                            num_threads=cfg.data.num_workers or max(1, (os.cpu_count() or 2) // world_size))
     val_loader = None
     if val_set is not None and t.val_batches and is_main:
         val_loader, _ = make_loader(val_set, min(per_rank, len(val_set)), 0, 1, cfg, shuffle=False)
@@ -328,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fastgan: {family.name} on {cfg.data.dataset} ({len(train_set)} training samples), "
               f"{world_size} process(es) on {device.type}, {precision}, batch {t.batch_size}, "
               f"{total_steps} steps, writing to {out}", flush=True)
+        print(f"fastgan: data loader: {loader_name} ({loader_reason})", flush=True)
         for note in family.notes:
             print(f"fastgan: {note}", flush=True)
         if t.progress:

@@ -1,0 +1,230 @@
+"""NVIDIA DALI loading: JPEG/PNG decode, resize, crop, flip and normalize off the Python path.
+
+The loader is a drop-in for the torch DataLoader over fastgan's file datasets: it yields
+the same batch dicts in the same dtype and range, visits samples in the sampler's order
+(sharded by rank, resumable mid-epoch) and takes every crop offset and flip from the
+dataset's own per-sample generator, so DALI and torch crop the same windows; only the
+resampling filters differ. Python reads the encoded bytes; DALI does the rest, on the GPU
+("mixed" decoder + GPU operators) or, without one, with its CPU operators (what CI tests).
+
+A batch DALI cannot decode is decoded again by the dataset's torch path, which skips and
+counts the unreadable files, so a corrupt image never ends a run.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .collate import collate_skipping
+from .datasets import AlignedDataset, ClassFolderDataset, ImageFolderDataset, PairedFolderDataset
+
+SUPPORTED = (AlignedDataset, PairedFolderDataset, ImageFolderDataset, ClassFolderDataset)
+
+
+def dali_import_error() -> str | None:
+    """None when DALI imports, else why not (for the trainer's loader choice message)."""
+    try:
+        import nvidia.dali  # noqa: F401
+    except ImportError as e:
+        return f"NVIDIA DALI is not installed ({e}); pip install 'fastgan[dali]'"
+    return None
+
+
+def unsupported_reason(dataset) -> str | None:
+    if not isinstance(dataset, SUPPORTED):
+        return (f"{type(dataset).__name__} is not read from image files; DALI handles "
+                f"{', '.join(c.__name__ for c in SUPPORTED)}")
+    return None
+
+
+def _paired(dataset) -> bool:
+    return isinstance(dataset, (AlignedDataset, PairedFolderDataset))
+
+
+def _read(path: Path) -> np.ndarray:
+    return np.fromfile(path, dtype=np.uint8)
+
+
+def crop_parameters(dataset, index: int) -> tuple[float, float, int]:
+    """(relative x, relative y, mirror) drawn exactly as the torch transform draws them."""
+    rng = dataset.rng(index)
+    t = dataset.transform
+    if _paired(dataset):
+        if not t.train:
+            return 0.0, 0.0, 0
+        span = t.load_size - t.crop_size
+        left, top = int(rng.integers(span + 1)), int(rng.integers(span + 1))
+        mirror = bool(rng.random() < 0.5) and t.flip
+        return (left / span if span else 0.0), (top / span if span else 0.0), int(mirror)
+    mirror = bool(rng.random() < 0.5) and t.flip
+    return 0.5, 0.5, int(mirror)
+
+
+class _BatchSource:
+    """Feeds DALI one batch of encoded files and crop parameters per call, in sampler order."""
+
+    def __init__(self, dataset, batches: list[list[int]]):
+        self.dataset, self.batches, self.next = dataset, batches, 0
+
+    def __call__(self):
+        if self.next >= len(self.batches):
+            raise StopIteration
+        indices = self.batches[self.next]
+        self.next += 1
+        d = self.dataset
+        params = [crop_parameters(d, i) for i in indices]
+        xs = [np.array(p[0], np.float32) for p in params]
+        ys = [np.array(p[1], np.float32) for p in params]
+        mirrors = [np.array(p[2], np.int32) for p in params]
+        if isinstance(d, AlignedDataset):
+            return [_read(d.files[i]) for i in indices], xs, ys, mirrors
+        if isinstance(d, PairedFolderDataset):
+            return ([_read(d.pairs[i][0]) for i in indices], [_read(d.pairs[i][1]) for i in indices],
+                    xs, ys, mirrors)
+        if isinstance(d, ClassFolderDataset):
+            return ([_read(d.samples[i][0]) for i in indices], xs, ys, mirrors,
+                    [np.array(d.samples[i][1], np.int64) for i in indices])
+        return [_read(d.files[i]) for i in indices], xs, ys, mirrors
+
+
+class DALILoader:
+    """Iterates one epoch of `sampler` (call sampler.set_epoch and dataset.set_epoch first)."""
+
+    def __init__(self, dataset, sampler, batch_size: int, device: torch.device, channels_last: bool = False,
+                 num_threads: int = 4):
+        reason = dali_import_error() or unsupported_reason(dataset)
+        if reason:
+            raise ValueError(f"cannot load with DALI: {reason}")
+        self.dataset, self.sampler, self.batch_size = dataset, sampler, batch_size
+        self.device, self.channels_last, self.num_threads = device, channels_last, num_threads
+        self.skipped = 0
+
+    def __len__(self) -> int:
+        return len(self.sampler) // self.batch_size
+
+    def _batches(self) -> list[list[int]]:
+        indices = list(self.sampler)
+        return [indices[i:i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
+
+    def _build(self, source: _BatchSource):
+        from nvidia.dali import fn, pipeline_def, types
+
+        d = self.dataset
+        gpu = self.device.type == "cuda"
+        gray = getattr(d, "mode", "RGB") == "L"
+        channels = 1 if gray else 3
+        layout = "HWC" if self.channels_last else "CHW"
+
+        def finish(image, x, y, mirror, crop: int):
+            if gpu:
+                image = image.gpu()
+            return fn.crop_mirror_normalize(image, crop=(crop, crop), crop_pos_x=x, crop_pos_y=y, mirror=mirror,
+                                            mean=[127.5] * channels, std=[127.5] * channels,
+                                            output_layout=layout, dtype=types.FLOAT)
+
+        def decode(encoded):
+            return fn.decoders.image(encoded, device="mixed" if gpu else "cpu",
+                                     output_type=types.GRAY if gray else types.RGB)
+
+        def resize_square(image, size: int):
+            return fn.resize(image, resize_x=size, resize_y=size, interp_type=types.INTERP_CUBIC)
+
+        @pipeline_def(batch_size=self.batch_size, num_threads=self.num_threads,
+                      device_id=(self.device.index or 0) if gpu else None, prefetch_queue_depth=2)
+        def pipeline():
+            if _paired(d):
+                t = d.transform
+                size = t.load_size if t.train else t.crop_size
+                if isinstance(d, AlignedDataset):
+                    encoded, x, y, mirror = fn.external_source(source=source, num_outputs=4, batch=True)
+                    image = decode(encoded)
+                    left = fn.slice(image, rel_start=(0.0, 0.0), rel_shape=(1.0, 0.5), axes=(0, 1))
+                    right = fn.slice(image, rel_start=(0.0, 0.5), rel_shape=(1.0, 0.5), axes=(0, 1))
+                    a, b = (left, right) if d.direction == "AtoB" else (right, left)
+                else:
+                    enc_a, enc_b, x, y, mirror = fn.external_source(source=source, num_outputs=5, batch=True)
+                    a, b = decode(enc_a), decode(enc_b)
+                    if d.direction == "BtoA":
+                        a, b = b, a
+                return (finish(resize_square(a, size), x, y, mirror, t.crop_size),
+                        finish(resize_square(b, size), x, y, mirror, t.crop_size))
+            size = d.transform.image_size
+            if isinstance(d, ClassFolderDataset):
+                encoded, x, y, mirror, label = fn.external_source(source=source, num_outputs=5, batch=True)
+            else:
+                encoded, x, y, mirror = fn.external_source(source=source, num_outputs=4, batch=True)
+            image = fn.resize(decode(encoded), resize_shorter=size, interp_type=types.INTERP_CUBIC)
+            image = finish(image, x, y, mirror, size)
+            return (image, label) if isinstance(d, ClassFolderDataset) else (image,)
+
+        pipe = pipeline()
+        pipe.build()
+        return pipe
+
+    def _to_torch(self, tensor_list) -> torch.Tensor:
+        from nvidia.dali.tensors import TensorListGPU
+        if isinstance(tensor_list, TensorListGPU):  # images; labels stay on the CPU like the torch path's
+            from nvidia.dali.plugin.pytorch import feed_ndarray
+            dense = tensor_list.as_tensor()
+            out = torch.empty(dense.shape(), dtype=torch.float32, device=self.device)
+            feed_ndarray(dense, out, cuda_stream=torch.cuda.current_stream(self.device))
+        else:
+            out = torch.from_numpy(np.array(tensor_list.as_tensor()))
+        if out.dim() == 4 and self.channels_last:
+            out = out.permute(0, 3, 1, 2)  # NHWC storage seen as NCHW: channels_last strides, no copy
+        return out
+
+    def _batch_dict(self, outputs, indices: list[int]) -> dict:
+        d = self.dataset
+        tensors = [self._to_torch(o) for o in outputs]
+        if _paired(d):
+            names = ([d.files[i].stem for i in indices] if isinstance(d, AlignedDataset)
+                     else [d.pairs[i][0].stem for i in indices])
+            return {"A": tensors[0], "B": tensors[1], "name": names, "skipped": 0}
+        if isinstance(d, ClassFolderDataset):
+            return {"image": tensors[0], "label": tensors[1].reshape(-1), "skipped": 0}
+        return {"image": tensors[0], "skipped": 0}
+
+    def _torch_fallback(self, indices: list[int], error: Exception) -> dict:
+        warnings.warn(f"DALI could not load a batch ({type(error).__name__}: {str(error).splitlines()[0]}); "
+                      f"decoding it with PIL instead, which skips unreadable files", stacklevel=3)
+        return collate_skipping([self.dataset[i] for i in indices])
+
+    def __iter__(self):
+        batches = self._batches()
+        position = 0
+        while position < len(batches):
+            source = _BatchSource(self.dataset, batches[position:])
+            pipe = self._build(source)
+            try:
+                while position < len(batches):
+                    try:
+                        outputs = pipe.run()
+                    except StopIteration:
+                        return
+                    yield self._batch_dict(outputs, batches[position])
+                    position += 1
+            except (RuntimeError, ValueError) as error:  # a file DALI cannot decode: this batch via PIL
+                yield self._torch_fallback(batches[position], error)
+                position += 1
+            finally:
+                del pipe
+
+
+def choose_loader(requested: str, dataset, device: torch.device) -> tuple[str, str]:
+    """("dali" | "torch", why): auto takes DALI when it is installed, a GPU is present and the data are files."""
+    reason = dali_import_error() or unsupported_reason(dataset)
+    if requested == "dali":
+        if reason:
+            raise SystemExit(f"data.loader=dali: {reason}")
+        return "dali", "requested" + ("" if device.type == "cuda" else " (DALI CPU operators: no GPU)")
+    if requested == "torch":
+        return "torch", "requested"
+    if reason:
+        return "torch", reason
+    if device.type != "cuda":
+        return "torch", "no GPU (DALI's CPU operators are no faster than the torch workers here)"
+    return "dali", "DALI is installed, a GPU is present and the data are image files"

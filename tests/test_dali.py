@@ -1,0 +1,166 @@
+"""The DALI loader on DALI's CPU operators (GPU variants run on the GPU machine)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (pip install 'fastgan[dali]')")
+
+from fastgan.data import (AlignedDataset, ClassFolderDataset, DefaultEdges2Photo, ImageFolderDataset,  # noqa: E402
+                          PairedFolderDataset, collate_skipping)
+from fastgan.data.dali import DALILoader, choose_loader  # noqa: E402
+from fastgan.data.sampler import ShardedSampler  # noqa: E402
+
+CPU = torch.device("cpu")
+DEVICES = [pytest.param(CPU, id="cpu"),
+           pytest.param(torch.device("cuda", 0), id="cuda",
+                        marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")])]
+
+
+def blocky(rng, size: int) -> np.ndarray:
+    return rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+
+
+@pytest.fixture
+def aligned(tmp_path) -> Path:
+    """A|B images whose B is A with its colour channels rotated (so alignment is checkable)."""
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        a = blocky(rng, 72)
+        Image.fromarray(np.concatenate([a, a[:, :, [1, 2, 0]]], 1)).save(tmp_path / f"{i:02d}.png")
+    return tmp_path
+
+
+def epoch(loader, sampler, dataset, epoch=0, start=0):
+    sampler.set_epoch(epoch, start)
+    dataset.set_epoch(epoch)
+    return list(loader)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_crops_and_flips_equal_the_torch_path(aligned, device, seed):
+    """load_size = image size makes the resize an identity: DALI must crop and flip exactly as torch does."""
+    ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=seed)
+    sampler = ShardedSampler(len(ds), 4, seed=seed)
+    for e in range(2):
+        for batch in epoch(DALILoader(ds, sampler, 4, device), sampler, ds, e):
+            ref = collate_skipping([ds[int(name)] for name in batch["name"]])
+            assert batch["A"].shape == (4, 3, 64, 64) and batch["A"].dtype == torch.float32
+            torch.testing.assert_close(batch["A"].cpu(), ref["A"], atol=1e-6, rtol=0)
+            torch.testing.assert_close(batch["B"].cpu(), ref["B"], atol=1e-6, rtol=0)
+            assert torch.equal(batch["B"], batch["A"][:, [1, 2, 0]]), "A and B were cropped differently"
+            assert batch["skipped"] == 0
+
+
+def test_resized_output_matches_the_torch_path_in_distribution(aligned):
+    ds = AlignedDataset(aligned, load_size=80, crop_size=64, seed=0, direction="BtoA")
+    sampler = ShardedSampler(len(ds), 4, seed=0)
+    for batch in epoch(DALILoader(ds, sampler, 4, CPU), sampler, ds):
+        ref = collate_skipping([ds[int(name)] for name in batch["name"]])
+        assert batch["A"].min() >= -1 and batch["A"].max() <= 1
+        assert (batch["A"] - ref["A"]).abs().mean() < 0.03  # bicubic filters differ slightly, windows do not
+        assert torch.equal(batch["A"], batch["B"][:, [1, 2, 0]])
+
+
+def test_channels_last_layout(aligned):
+    ds = AlignedDataset(aligned, load_size=72, crop_size=64)
+    sampler = ShardedSampler(len(ds), 4)
+    nchw = epoch(DALILoader(ds, sampler, 4, CPU), sampler, ds)[0]["A"]
+    nhwc = epoch(DALILoader(ds, sampler, 4, CPU, channels_last=True), sampler, ds)[0]["A"]
+    assert nhwc.shape == nchw.shape and nhwc.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(nhwc, nchw)
+
+
+def test_paired_folders(tmp_path):
+    rng = np.random.default_rng(1)
+    for sub in ("A", "B"):
+        (tmp_path / sub).mkdir()
+    for i in range(4):
+        a = blocky(rng, 64)
+        Image.fromarray(a).save(tmp_path / "A" / f"{i}.png")
+        Image.fromarray(255 - a).save(tmp_path / "B" / f"{i}.png")
+    ds = PairedFolderDataset(tmp_path, load_size=64, crop_size=48, seed=5)
+    sampler = ShardedSampler(len(ds), 2, seed=5)
+    for batch in epoch(DALILoader(ds, sampler, 2, CPU), sampler, ds):
+        torch.testing.assert_close(batch["B"], -batch["A"], atol=1e-6, rtol=0)
+        ref = collate_skipping([ds[int(n)] for n in batch["name"]])
+        torch.testing.assert_close(batch["A"], ref["A"], atol=1e-6, rtol=0)
+
+
+def test_class_folders_and_grayscale(tmp_path):
+    rng = np.random.default_rng(2)
+    for label, name in enumerate(("cats", "dogs")):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.fromarray(blocky(rng, 48)).save(tmp_path / name / f"{i}.jpg")
+    ds = ClassFolderDataset(tmp_path, image_size=32, channels=1, flip=True, seed=0)
+    sampler = ShardedSampler(len(ds), 3, shuffle=False)
+    batches = epoch(DALILoader(ds, sampler, 3, CPU), sampler, ds)
+    assert [b["label"].tolist() for b in batches] == [[0, 0, 0], [1, 1, 1]]
+    assert batches[0]["image"].shape == (3, 1, 32, 32) and batches[0]["label"].dtype == torch.int64
+    ref = collate_skipping([ds[i] for i in range(3)])
+    assert (batches[0]["image"] - ref["image"]).abs().mean() < 0.05
+
+
+def test_two_shards_cover_the_data_once(tmp_path):
+    rng = np.random.default_rng(3)
+    for i in range(10):
+        Image.fromarray(blocky(rng, 32)).save(tmp_path / f"{i}.png")
+    ds = ImageFolderDataset(tmp_path, image_size=32)
+    seen = []
+    for rank in (0, 1):
+        sampler = ShardedSampler(len(ds), 2, rank=rank, world_size=2, seed=4)
+        for batch in epoch(DALILoader(ds, sampler, 2, CPU), sampler, ds):
+            for image in batch["image"]:
+                matches = [i for i in range(len(ds)) if torch.allclose(image, ds[i]["image"], atol=0.05)]
+                seen += matches
+    assert len(seen) == 8 and len(set(seen)) == 8  # 10 samples, 2 ranks x 2 per step: 2 whole steps, tail dropped
+
+
+def test_resume_mid_epoch_continues_the_same_order(aligned):
+    ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
+    sampler = ShardedSampler(len(ds), 4, seed=0)
+    full = [b["name"] for b in epoch(DALILoader(ds, sampler, 4, CPU), sampler, ds, 1)]
+    rest = [b["name"] for b in epoch(DALILoader(ds, sampler, 4, CPU), sampler, ds, 1, start=1)]
+    assert rest == full[1:]
+
+
+def test_an_undecodable_file_is_skipped_and_counted(aligned):
+    (aligned / "05.png").write_bytes((aligned / "05.png").read_bytes()[:200])  # truncated
+    ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
+    sampler = ShardedSampler(len(ds), 4, shuffle=False)
+    with pytest.warns(UserWarning):
+        batches = epoch(DALILoader(ds, sampler, 4, CPU), sampler, ds)
+    assert [b["skipped"] for b in batches] == [0, 1, 0]
+    assert [len(b["A"]) for b in batches] == [4, 3, 4]
+
+
+def test_loader_choice():
+    default = DefaultEdges2Photo("val", image_size=32, samples=4)
+    assert choose_loader("auto", default, CPU) == (
+        "torch", "DefaultEdges2Photo is not read from image files; DALI handles AlignedDataset, "
+                 "PairedFolderDataset, ImageFolderDataset, ClassFolderDataset")
+    with pytest.raises(SystemExit, match="data.loader=dali: DefaultEdges2Photo is not read from image files"):
+        choose_loader("dali", default, CPU)
+    assert choose_loader("torch", default, CPU) == ("torch", "requested")
+
+
+def test_auto_stays_on_torch_without_a_gpu(aligned):
+    ds = AlignedDataset(aligned, load_size=72, crop_size=64)
+    assert choose_loader("auto", ds, CPU)[0] == "torch"
+    assert choose_loader("dali", ds, CPU) == ("dali", "requested (DALI CPU operators: no GPU)")
+
+
+def test_trainer_runs_on_dali(aligned, tmp_path, capsys):
+    from fastgan.train import main
+    out = tmp_path / "run"
+    assert main(["--data.dataset", "aligned", "--data.root", str(aligned), "--data.load_size", "72",
+                 "--data.crop_size", "64", "--train.batch_size", "4", "--train.max_steps", "3",
+                 "--data.loader", "dali", "--train.out_dir", str(out), "--train.progress", "false",
+                 "--model.ngf", "8", "--model.ndf", "8", "--train.val_batches", "0"]) == 0
+    assert "data loader: dali (requested (DALI CPU operators: no GPU))" in capsys.readouterr().out
