@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-FAMILIES = ("pix2pix", "dcgan", "conditional", "srresnet", "srgan")
+FAMILIES = ("pix2pix", "dcgan", "conditional", "srresnet", "srgan", "gancls", "lapgan")
 SUPERRES_FAMILIES = ("srresnet", "srgan")
 SCALES = (2, 4, 8)
 CONTENT_LOSSES = ("auto", "vgg", "mse")
@@ -71,6 +71,22 @@ class ModelConfig:
     num_blocks: int = _opt(16, "srresnet/srgan: residual blocks of the SRResNet generator")
     init_generator: str = _opt("", "srresnet/srgan: start the generator from the G weights of this fastgan "
                                    "srresnet or srgan checkpoint (the paper initializes SRGAN from SRResNet)")
+    caption_len: int = _opt(128, "gancls: captions are cut to this many characters")
+    text_dim: int = _opt(256, "gancls: caption embedding size of the character encoder (the paper's char-CNN-RNN: "
+                              "1024)")
+    text_embed_dim: int = _opt(128, "gancls: the caption embedding is compressed to this (Linear + LeakyReLU) before "
+                                    "it joins z in G and the 4x4 features in D (the paper: 128)")
+    text_encoder: str = _opt("", "gancls: a pretrained caption encoder file (written by "
+                                 "fastgan.text.save_caption_encoder, or a gancls checkpoint), loaded into both "
+                                 "networks and frozen; empty = train a character encoder jointly with each network")
+    gan_int: bool = _opt(False, "gancls: GAN-INT: the generator also learns from interpolated caption embeddings "
+                                "of pairs in the batch (a second adversarial term)")
+    gan_int_beta: float = _opt(0.5, "gancls: GAN-INT interpolation beta * e1 + (1 - beta) * e2 (the paper: 0.5)")
+    levels: int = _opt(3, "lapgan: Laplacian pyramid levels, each half the side of the next (3 at 32 px: 8, 16, 32)")
+    level: int = _opt(0, "lapgan: the level this run trains, 0 = the coarsest (a GAN on the smallest images) up to "
+                         "levels - 1 (the full-resolution band); each level is a separate run and checkpoint")
+    class_conditional: bool = _opt(False, "lapgan: condition every level on the class label (data.dataset classes "
+                                          "or fashion_mnist, model.num_classes classes)")
 
 
 @dataclass
@@ -280,6 +296,10 @@ def validate(cfg: Config, world_size: int = 1) -> None:
             raise ConfigError("loss.lambda_rec and loss.lambda_adv are both 0: the generator would learn nothing")
     elif m.family in SUPERRES_FAMILIES:
         _validate_superres(cfg)
+    elif m.family == "gancls":
+        _validate_gancls(cfg)
+    elif m.family == "lapgan":
+        _validate_lapgan(cfg)
     else:
         if d.crop_size not in (32, 64, 128):
             raise ConfigError(f"data.crop_size ({d.crop_size}) must be 32, 64 or 128 for model.family="
@@ -314,6 +334,55 @@ def _validate_superres(cfg: Config) -> None:
     for key, path in (("loss.vgg_weights", loss.vgg_weights), ("model.init_generator", m.init_generator)):
         if path and not Path(path).is_file():
             raise ConfigError(f"{key}: file not found: {path}")
+
+
+def _validate_gancls(cfg: Config) -> None:
+    d, m = cfg.data, cfg.model
+    if d.dataset not in ("default", "folder", "fashion_mnist"):
+        raise ConfigError(f"model.family=gancls needs captioned images: data.dataset 'default' (the embedded "
+                          f"photos), 'folder' (images with same-named .txt captions) or 'fashion_mnist', "
+                          f"got {d.dataset!r}")
+    if d.crop_size not in (32, 64, 128):
+        raise ConfigError(f"data.crop_size ({d.crop_size}) must be 32, 64 or 128 for model.family=gancls "
+                          f"(the DCGAN layouts)")
+    channels = {"default": 3, "fashion_mnist": 1}.get(d.dataset)
+    if channels is not None and m.channels != channels:
+        raise ConfigError(f"data.dataset={d.dataset!r} has {channels}-channel images; set model.channels "
+                          f"{channels} (got {m.channels})")
+    for key, value in (("model.caption_len", m.caption_len), ("model.text_dim", m.text_dim),
+                       ("model.text_embed_dim", m.text_embed_dim)):
+        if not value > 0:
+            raise ConfigError(f"{key} must be > 0, got {value}")
+    if not 0 <= m.gan_int_beta <= 1:
+        raise ConfigError(f"model.gan_int_beta must be in [0, 1], got {m.gan_int_beta}")
+    if m.text_encoder and not Path(m.text_encoder).is_file():
+        raise ConfigError(f"model.text_encoder: file not found: {m.text_encoder}")
+
+
+def _validate_lapgan(cfg: Config) -> None:
+    d, m = cfg.data, cfg.model
+    if d.dataset not in ("default", "folder", "classes", "fashion_mnist"):
+        raise ConfigError(f"model.family=lapgan needs single images: data.dataset 'default' (crops of the embedded "
+                          f"photos), 'folder', 'classes' or 'fashion_mnist', got {d.dataset!r}")
+    if m.levels < 1:
+        raise ConfigError(f"model.levels must be >= 1, got {m.levels}")
+    if not 0 <= m.level < m.levels:
+        raise ConfigError(f"model.level ({m.level}) must be in [0, {m.levels}): level 0 is the coarsest and "
+                          f"model.levels - 1 the full resolution")
+    factor = 2 ** (m.levels - 1)
+    if d.crop_size % factor or d.crop_size // factor < 4:
+        raise ConfigError(f"data.crop_size ({d.crop_size}) must be divisible by 2^(model.levels - 1) = {factor} "
+                          f"with a coarsest level of at least 4 px (at least {4 * factor})")
+    if m.level > 0 and (d.crop_size // factor * 2 ** m.level) % 4:
+        raise ConfigError(f"data.crop_size ({d.crop_size}) gives level {m.level} a side that is not a multiple of 4, "
+                          f"which its discriminator's two stride-2 convolutions need")
+    channels = {"default": 3, "fashion_mnist": 1}.get(d.dataset)
+    if channels is not None and m.channels != channels:
+        raise ConfigError(f"data.dataset={d.dataset!r} has {channels}-channel images; set model.channels "
+                          f"{channels} (got {m.channels})")
+    if m.class_conditional and d.dataset not in ("classes", "fashion_mnist"):
+        raise ConfigError(f"model.class_conditional needs labels: data.dataset 'classes' or 'fashion_mnist', "
+                          f"got {d.dataset!r}")
 
 
 def _choices() -> dict[str, tuple]:

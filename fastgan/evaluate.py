@@ -163,6 +163,9 @@ def main(argv=None) -> int:
     if args.batch_size < 1:
         raise SystemExit(f"--batch-size must be >= 1, got {args.batch_size}")
     G, ckpt, device = open_for_cli(args)
+    if ckpt["family"] == "gancls":
+        raise SystemExit(f"{args.checkpoint} is a gancls (text-to-image) model, which fastgan.evaluate does not score "
+                         f"yet; draw images for captions with python -m fastgan.sample --text")
     size = args.size or trained_size(ckpt, 256)
     fid = None
     if args.inception:

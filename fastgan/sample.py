@@ -1,8 +1,11 @@
-"""Sample a grid of images from a trained DCGAN or class-conditional generator.
+"""Sample a grid of images from a trained DCGAN, class-conditional or LAPGAN generator.
 
     python -m fastgan.sample --checkpoint runs/dcgan_fashion_mnist/ckpt_00010000.pt --n 64 --output grid.png
     python -m fastgan.sample --checkpoint C --class 3 --output class3.png   # conditional: one class
     python -m fastgan.sample --checkpoint C --output classes.png            # conditional: a row per class
+    python -m fastgan.sample --checkpoint L0.pt --checkpoint L1.pt --checkpoint L2.pt --output lapgan.png
+                                            # lapgan: one checkpoint per pyramid level, sampled coarse to fine
+    python -m fastgan.sample --checkpoint C --text "a red flower" --n 16 --output flower.png   # gancls
 """
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import sys
 
 import torch
 
+from .families.gancls import caption_length, generate_from_captions
+from .families.lapgan import load_pyramid
 from .inference import open_for_cli
 from .models import class_grid_labels
 from .visualize import grid, save_png
@@ -19,9 +24,12 @@ from .visualize import grid, save_png
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m fastgan.sample", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="a fastgan dcgan or conditional checkpoint")
+    p.add_argument("--checkpoint", required=True, action="append",
+                   help="a fastgan dcgan or conditional checkpoint; lapgan: repeat it, one per pyramid level")
     p.add_argument("--n", type=int, default=64, help="images (conditional without --class: per class, default 8)")
     p.add_argument("--class", dest="label", type=int, default=None, help="conditional models: sample this class only")
+    p.add_argument("--text", action="append", default=None,
+                   help="gancls models: --n images of this caption (repeat for several captions)")
     p.add_argument("--per-row", type=int, default=8, help="images per grid row")
     p.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same images)")
     p.add_argument("--output", required=True, help="PNG file for the grid")
@@ -34,17 +42,33 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.n < 1 or args.per_row < 1:
         raise SystemExit(f"--n and --per-row must be >= 1, got {args.n} and {args.per_row}")
+    paths, args.checkpoint = args.checkpoint, args.checkpoint[0]
     G, ckpt, device = open_for_cli(args)
     family, g_args = ckpt["family"], ckpt["model_args"]["G"]
-    if family not in ("dcgan", "conditional"):
-        raise SystemExit(f"{args.checkpoint} holds a {family} generator; sample needs dcgan or conditional "
-                         f"(use python -m fastgan.translate for image-to-image models)")
-    if args.label is not None and family != "conditional":
+    if family == "lapgan":  # all levels as one generator whose noise is every level's noise
+        G = load_pyramid(paths, device, ema=not args.no_ema)
+        g_args = {"nz": G.latent_size, "num_classes": G.num_classes}
+    elif len(paths) > 1:
+        raise SystemExit(f"--checkpoint was given {len(paths)} times; only a lapgan pyramid samples from several "
+                         f"checkpoints (one per level)")
+    if family not in ("dcgan", "conditional", "lapgan", "gancls"):
+        raise SystemExit(f"{args.checkpoint} holds a {family} generator; sample needs dcgan or conditional, gancls, "
+                         f"or the levels of a lapgan (use python -m fastgan.translate for image-to-image models)")
+    conditional = g_args.get("num_classes", 0) > 0
+    if args.label is not None and not conditional:
         raise SystemExit(f"--class needs a conditional checkpoint; {args.checkpoint} is {family}")
+    if (args.text is not None) != (family == "gancls"):
+        raise SystemExit(f"--text goes with gancls checkpoints, and they need it; {args.checkpoint} is {family}")
     g = torch.Generator().manual_seed(args.seed)
     nz = g_args.get("nz", 100)
     with torch.no_grad():
-        if family == "dcgan":
+        if family == "gancls":
+            try:
+                images = generate_from_captions(G, args.text, args.n, caption_length(ckpt), g, device)
+            except ValueError as e:
+                raise SystemExit(f"--text: {e}") from None
+            rows = [row for one in images.split(args.n) for row in one.split(args.per_row)]
+        elif not conditional:
             images = G(torch.randn(args.n, nz, generator=g).to(device))
             rows = list(images.split(args.per_row))
         elif args.label is not None:

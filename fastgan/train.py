@@ -69,6 +69,11 @@ def build_datasets(cfg: Config):
     d, seed = cfg.data, cfg.train.seed
     if cfg.model.family in SUPERRES_FAMILIES:
         return build_superres_datasets(cfg)
+    if cfg.model.family == "gancls":
+        return D.build_caption_datasets(cfg)
+    if cfg.model.family == "lapgan":
+        from .data.lapgan import build_lapgan_datasets
+        return build_lapgan_datasets(cfg)
     if d.dataset == "default":
         edge = dict(low=d.edge_low, high=d.edge_high, blur=d.edge_blur, invert=d.edge_invert)
         return (D.DefaultEdges2Photo("train", image_size=d.crop_size, seed=seed, flip=d.flip, **edge),

@@ -297,12 +297,15 @@ def test_models_are_initialized():
 
 
 def test_registry_lists_every_family():
-    from fastgan.models import SRGANDiscriminator, SRResNetGenerator
+    from fastgan.models import (MatchingAwareDiscriminator, SRGANDiscriminator, SRResNetGenerator,
+                                TextConditionedGenerator, level_discriminator, level_generator)
     sr = {"G": SRResNetGenerator, "D": SRGANDiscriminator}
     assert MODELS == {"pix2pix": {"G": UNetGenerator, "D": PatchDiscriminator},
                       "dcgan": {"G": DCGANGenerator, "D": DCGANDiscriminator},
                       "conditional": {"G": ConditionalGenerator, "D": ConditionalDiscriminator},
-                      "srresnet": sr, "srgan": sr}
+                      "srresnet": sr, "srgan": sr,
+                      "gancls": {"G": TextConditionedGenerator, "D": MatchingAwareDiscriminator},
+                      "lapgan": {"G": level_generator, "D": level_discriminator}}
 
 
 def test_build_model_rebuilds_a_checkpoint():

@@ -1,5 +1,7 @@
 """Datasets, paired transforms and data preparation for fastgan (see docs/data.md)."""
 from .base import SeededDataset, sample_rng
+from .captions import (CaptionedFashionMNIST, CaptionedImageFolder, DefaultCaptionedPhotos, build_caption_datasets,
+                       read_captions)
 from .collate import collate_skipping
 from .datasets import AlignedDataset, ClassFolderDataset, ImageFolderDataset, PairedFolderDataset
 from .default import DefaultEdges2Photo
@@ -10,7 +12,9 @@ from .superres import DefaultSuperResolution, SuperResolutionFolder, TooSmallIma
 from .transforms import CenterCropTransform, PairedTransform
 
 __all__ = [
-    "AlignedDataset", "CenterCropTransform", "ClassFolderDataset", "DefaultEdges2Photo", "FASHION_MNIST_CLASSES",
+    "AlignedDataset", "CaptionedFashionMNIST", "CaptionedImageFolder", "DefaultCaptionedPhotos", "read_captions",
+    "build_caption_datasets",
+    "CenterCropTransform", "ClassFolderDataset", "DefaultEdges2Photo", "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_ROOT", "IDXDataset", "IMAGE_EXTENSIONS", "ImageFolderDataset", "PairedFolderDataset",
     "PairedTransform", "SeededDataset", "DefaultSuperResolution", "SuperResolutionFolder", "TooSmallImageWarning",
     "downscale", "superres_pair", "UnreadableImageWarning", "canny_edges", "collate_skipping",

@@ -11,12 +11,15 @@ from ..config import Config
 from .base import Family
 from .conditional import ConditionalFamily
 from .dcgan import DCGANFamily
+from .gancls import GANCLSFamily
+from .lapgan import LAPGANFamily
 from .pix2pix import Pix2PixFamily
 from .srgan import SRGANFamily, SRResNetFamily
 
 FAMILIES: dict[str, type[Family]] = {"pix2pix": Pix2PixFamily, "dcgan": DCGANFamily,
                                      "conditional": ConditionalFamily, "srresnet": SRResNetFamily,
-                                     "srgan": SRGANFamily}
+                                     "srgan": SRGANFamily, "gancls": GANCLSFamily,
+                                     "lapgan": LAPGANFamily}
 
 
 def build_family(cfg: Config) -> Family:
@@ -24,4 +27,4 @@ def build_family(cfg: Config) -> Family:
 
 
 __all__ = ["Family", "FAMILIES", "build_family", "Pix2PixFamily", "DCGANFamily", "ConditionalFamily",
-           "SRResNetFamily", "SRGANFamily"]
+           "SRResNetFamily", "SRGANFamily", "GANCLSFamily", "LAPGANFamily"]

@@ -10,6 +10,8 @@ from torch import nn
 
 from .conditional import ConditionalDiscriminator, ConditionalGenerator, class_grid_labels
 from .dcgan import IMAGE_SIZES, DCGANDiscriminator, DCGANGenerator
+from .gancls import MatchingAwareDiscriminator, TextConditionedGenerator
+from .lapgan import LaplacianPyramidGenerator, level_discriminator, level_generator
 from .layers import NORMS, init_weights_
 from .pix2pix import PATCH_SIZES, PatchDiscriminator, UNetGenerator
 from .srgan import SCALES, SRGANDiscriminator, SRResNetGenerator, discriminator_pool_size
@@ -20,6 +22,8 @@ MODELS = {
     "conditional": {"G": ConditionalGenerator, "D": ConditionalDiscriminator},
     "srresnet": {"G": SRResNetGenerator, "D": SRGANDiscriminator},
     "srgan": {"G": SRResNetGenerator, "D": SRGANDiscriminator},
+    "gancls": {"G": TextConditionedGenerator, "D": MatchingAwareDiscriminator},
+    "lapgan": {"G": level_generator, "D": level_discriminator},
 }
 
 
@@ -35,4 +39,6 @@ def build_model(family: str, role: str, **kwargs) -> nn.Module:
 
 __all__ = ["MODELS", "build_model", "UNetGenerator", "PatchDiscriminator", "DCGANGenerator", "DCGANDiscriminator",
            "ConditionalGenerator", "ConditionalDiscriminator", "class_grid_labels", "init_weights_", "NORMS",
-           "PATCH_SIZES", "IMAGE_SIZES", "SRResNetGenerator", "SRGANDiscriminator", "SCALES", "discriminator_pool_size"]
+           "PATCH_SIZES", "IMAGE_SIZES", "SRResNetGenerator", "SRGANDiscriminator", "SCALES", "discriminator_pool_size",
+           "TextConditionedGenerator", "MatchingAwareDiscriminator", "LaplacianPyramidGenerator", "level_generator",
+           "level_discriminator"]
