@@ -166,6 +166,9 @@ def main(argv=None) -> int:
     if ckpt["family"] == "gancls":
         raise SystemExit(f"{args.checkpoint} is a gancls (text-to-image) model, which fastgan.evaluate does not score "
                          f"yet; draw images for captions with python -m fastgan.sample --text")
+    if ckpt["family"] == "lapgan":
+        raise SystemExit(f"{args.checkpoint} is one level of a LAPGAN pyramid, which fastgan.evaluate does not score "
+                         f"yet; draw full images with python -m fastgan.sample --checkpoint L0.pt --checkpoint L1.pt ...")
     size = args.size or trained_size(ckpt, 256)
     fid = None
     if args.inception:
