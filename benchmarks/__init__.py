@@ -1,5 +1,6 @@
-"""Speed benchmarks of fastgan's fused operators against eager PyTorch and torch.compile.
+"""Speed benchmarks of fastgan: fused operators, training steps and data loading.
 
-`pytest benchmarks/ --benchmark-only` for pytest-benchmark tables, `python -m benchmarks.run`
-for the runner that writes results/*.json and results/README.md. See README.md here.
+`python -m benchmarks.run` writes results/*.json, results/README.md and PNG plots;
+`pytest benchmarks/ --benchmark-only` gives pytest-benchmark tables of the operator
+cases. See README.md here.
 """

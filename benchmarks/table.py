@@ -13,6 +13,7 @@ from pathlib import Path
 
 from benchmarks import targets
 from benchmarks.cases import BYTE_MODEL_NOTE, BYTE_MODELS, IMPLS
+from benchmarks.machine import CPU_PEAK_NOTE
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 _CELL = {"compile failed": "compile failed", "error": "error", "skipped": "skipped"}
@@ -61,12 +62,29 @@ def _machine_note(path: Path, result: dict) -> str:
     backend = (f"backend `{fg.get('backend')}` (cuda: {fg.get('cuda')}"
                + (f"; {fg['reason']}" if fg.get("reason") else "") + ")") if "backend" in fg \
         else f"not importable ({fg.get('error')})"
+    if m.get("fastgan_version"):
+        backend = f"{m['fastgan_version']}, {backend}"
+    if m["device"] == "cuda" and m.get("driver"):
+        where += f", driver {m['driver']}"
+    dali = f"; DALI {m['dali'] or 'not installed'}" if "dali" in m else ""
     git = m.get("git") or {}
     commit = (git.get("commit") or "none")[:12] + (" + uncommitted changes" if git.get("dirty") else "")
     state = "complete" if result.get("complete") else "**partial** (stopped before the end; rows missing)"
-    return (f"`{path.name}`, produced on {where}; torch {m['torch']}, Python {m['python']}; "
+    return (f"`{path.name}`, produced on {where}; torch {m['torch']}, Python {m['python']}{dali}; "
             f"fastgan {backend}; commit {commit}; run {state}, "
-            f"{result['args'].get('mode', 'full')} plan, time budget {result['args']['time_budget']:g} s.")
+            f"{result['args'].get('mode', 'full')} plan, time budget {result['args']['time_budget']:g} s"
+            f"{_suites_note(result)}.")
+
+
+def _suites_note(result: dict) -> str:
+    """Which suites ran, how long each took of the share of the budget it was given."""
+    suites = result.get("suites")
+    if not suites:
+        return ""
+    parts = [f"{name} {state['status']}" + (f" in {state['elapsed_s']:g} s of a {state['share_s']:g} s share"
+                                            if state.get("elapsed_s") is not None else "")
+             for name, state in suites.items()]
+    return "; suites: " + ", ".join(parts)
 
 
 def _by_case(rows: list[dict], op: str) -> list[tuple[tuple, dict]]:
@@ -124,6 +142,79 @@ def _table(result: dict, op: str) -> list[str]:
     return lines + [""]
 
 
+def _train_table(result: dict) -> list[str]:
+    section = result.get("train") or {}
+    rows = section.get("rows") or []
+    if not rows:
+        return []
+    lines = ["### Training steps (one D step + one G step), fastgan vs the reference-equivalent configuration", ""]
+    for name, description in (section.get("configs") or {}).items():
+        lines.append(f"- **{name}**: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in description.items()))
+    if section.get("precision_note"):
+        lines.append(f"- {section['precision_note']}")
+    lines.append(f"- Shapes: {section.get('shapes')}; peak memory: {section.get('memory')}")
+    lines += ["", "| case | stands for | reference img/s | fastgan img/s | fastgan vs reference | reference ms/step "
+                  "| fastgan ms/step | reference peak MiB | fastgan peak MiB |", "|" + "---|" * 9]
+    by = {(r["label"], r["config"]): r for r in rows}
+    for label in dict.fromkeys(r["label"] for r in rows):
+        ref, fast = by.get((label, "reference")), by.get((label, "fastgan"))
+        lines.append("| " + " | ".join([
+            label, (ref or fast).get("stands_for") or "–", _train_cell(ref, "img_per_s", ".1f"),
+            _train_cell(fast, "img_per_s", ".1f"), _train_cell(fast, "x_reference", ".2f"),
+            _train_cell(ref, "median_step_ms", ".1f"), _train_cell(fast, "median_step_ms", ".1f"),
+            _memory_cell(ref, result), _memory_cell(fast, result)]) + " |")
+    return lines + [""]
+
+
+def _train_cell(row: dict | None, key: str, fmt: str) -> str:
+    """A measured value, or why there is none (skipped, error)."""
+    if row is None:
+        return "–"
+    if row["status"] != "ok":
+        return _CELL.get(row["status"], row["status"])
+    return _num(row.get(key), fmt)
+
+
+def _memory_cell(row: dict | None, result: dict) -> str:
+    if result["machine"]["device"] == "cpu":
+        return "n/a (CPU)"
+    return _train_cell(row, "peak_memory_mib", ".0f")
+
+
+def _data_table(result: dict) -> list[str]:
+    rows = (result.get("data") or {}).get("rows") or []
+    if not rows:
+        return []
+    lines = ["### Data loading (loader only, images/s)", "",
+             "| loader | case | files | img/s | status |", "|---|---|---|---|---|"]
+    for row in rows:
+        status = row["status"] if row["status"] == "ok" else f"{row['status']}: {_escape(row.get('note') or '')}"
+        lines.append(f"| {row['loader']} | {row['label']} | {_num(row.get('files'), 'd')} | "
+                     f"{_num(row.get('img_per_s'), '.1f')} | {status} |")
+    return lines + [""]
+
+
+def _plot_links(path: Path) -> list[str]:
+    """Images of the plots written beside the JSON (benchmarks.plots names them <stem>-<suite>.png)."""
+    names = [f"{path.stem}-{suite}.png" for suite in ("ops", "train", "data")]
+    return [f"![{name}]({name})" for name in names if (path.parent / name).exists()]
+
+
+def _row_notes(result: dict) -> list[str]:
+    """Every failure note once, every skip reason counted, across the suites."""
+    listed = [(f"{row['label']} {row['pass']} {row['impl']}", row) for row in result.get("rows", [])]
+    listed += [(f"{row['label']} {row['config']}", row) for row in (result.get("train") or {}).get("rows", [])]
+    listed += [(row["label"], row) for row in (result.get("data") or {}).get("rows", [])
+               if row["status"] != "not available"]
+    notes = [f"- {name}: {_escape(row['note'])}" for name, row in listed
+             if row.get("note") and row["status"] != "skipped"]
+    skipped: dict[str, int] = {}
+    for _, row in listed:
+        if row["status"] == "skipped":
+            skipped[row["note"]] = skipped.get(row["note"], 0) + 1
+    return notes + [f"- {count} rows {_escape(note)}" for note, count in skipped.items()]
+
+
 def _render_result(path: Path, result: dict) -> list[str]:
     m = result["machine"]
     lines = [f"## {m['device_name']} ({m['device']}), {result['started']}", "", _machine_note(path, result), ""]
@@ -134,16 +225,17 @@ def _render_result(path: Path, result: dict) -> list[str]:
             text += f"; nominal peak {peak:.0f} GB/s" + (f" ({100 * copy / peak:.0f}% reached by the copy)"
                                                           if copy else "")
         lines += [text + ".", ""]
-    lines += ["Targets (reported, not asserted):", ""]
-    lines += [f"- {_escape(targets.describe(v))}" for v in targets.evaluate(result)] + [""]
-    lines += _table(result, "bn_act") + _table(result, "d_loss")
-    notes = [f"- {row['label']} {row['pass']} {row['impl']}: {_escape(row['note'])}"
-             for row in result["rows"] if row.get("note") and row["status"] != "skipped"]
-    skipped: dict[str, int] = {}
-    for row in result["rows"]:
-        if row["status"] == "skipped":
-            skipped[row["note"]] = skipped.get(row["note"], 0) + 1
-    notes += [f"- {count} rows {_escape(note)}" for note, count in skipped.items()]
+    elif result.get("rows"):
+        lines += [f"Roofline: the GB/s columns are achieved bandwidth; peak bandwidth {CPU_PEAK_NOTE}.", ""]
+    verdicts = targets.evaluate(result)
+    if verdicts:
+        lines += ["Targets (reported, not asserted):", ""]
+        lines += [f"- {_escape(targets.describe(v))}" for v in verdicts] + [""]
+    links = _plot_links(path)
+    if links:
+        lines += [" ".join(links), ""]
+    lines += _train_table(result) + _data_table(result) + _table(result, "bn_act") + _table(result, "d_loss")
+    notes = _row_notes(result)
     if notes:
         lines += ["Notes:", ""] + notes + [""]
     return lines

@@ -19,10 +19,16 @@ class Target:
     threshold: float
     selects: Callable[[dict], bool]
     unit: str = "x"
+    suite: str = "ops"  # whose rows: ops (result["rows"], fused rows) or train (result["train"]["rows"], fastgan rows)
 
 
 def _bn_fwd_bwd(row: dict) -> bool:
     return row["op"] == "bn_act" and row["pass"] == "fwd_bwd"
+
+
+def _train(family: str, image_size: int, batch: int) -> Callable[[dict], bool]:
+    """The issue's own shape only: a reduced CPU stand-in says nothing about the GPU target."""
+    return lambda r: (r["family"], r["image_size"], r["batch"], r["width"]) == (family, image_size, batch, 64)
 
 
 TARGETS = (
@@ -43,23 +49,40 @@ TARGETS = (
            "pct_bandwidth", 80.0,
            lambda r: r["op"] == "bn_act" and tuple(r["shape"]) in LARGE_SHAPES, unit="%"),
     Target("cuda", "D loss fwd+bwd: fused >= 4x eager", "x_eager", 4.0, lambda r: r["op"] == "d_loss"),
+    Target("cuda", "training pix2pix 256^2 batch 1: fastgan >= 3x reference img/s", "x_reference", 3.0,
+           _train("pix2pix", 256, 1), suite="train"),
+    Target("cuda", "training pix2pix 256^2 batch 16: fastgan >= 2x reference img/s", "x_reference", 2.0,
+           _train("pix2pix", 256, 16), suite="train"),
+    Target("cuda", "training DCGAN 64^2 batch 128: fastgan >= 3x reference img/s", "x_reference", 3.0,
+           _train("dcgan", 64, 128), suite="train"),
 )
 
 
+def subject_rows(result: dict, suite: str) -> list[dict]:
+    """The rows a target of `suite` judges: the fused implementation's, or the fastgan configuration's."""
+    if suite == "ops":
+        return [r for r in result.get("rows", []) if r["impl"] == "fused"]
+    return [r for r in (result.get("train") or {}).get("rows", []) if r["config"] == "fastgan"]
+
+
+def row_name(row: dict) -> str:
+    return row["label"] + (f" {row['pass']}" if "pass" in row else "")
+
+
 def evaluate(result: dict) -> list[dict]:
-    """One verdict per target of the result's device, from its successful fused rows."""
+    """One verdict per target of the result's device and suites, from its successful fused / fastgan rows."""
     device = result["machine"]["device"]
+    suites = result.get("args", {}).get("suites")  # None in files from before the suites existed
     nominal = result.get("peak_bandwidth_gbps") is not None
     verdicts = []
     for target in TARGETS:
-        if target.device != device:
+        if target.device != device or (suites is not None and target.suite not in suites):
             continue
         metric = target.metric
         if metric == "pct_bandwidth":
             metric = "pct_peak" if nominal else "pct_copy"
-        values = [(row[metric], row["label"] + " " + row["pass"]) for row in result["rows"]
-                  if row["impl"] == "fused" and row["status"] == "ok" and row.get(metric) is not None
-                  and target.selects(row)]
+        values = [(row[metric], row_name(row)) for row in subject_rows(result, target.suite)
+                  if row["status"] == "ok" and row.get(metric) is not None and target.selects(row)]
         verdict = {"target": target.text, "metric": metric, "threshold": target.threshold,
                    "unit": target.unit, "total": len(values)}
         if not values:

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# A whole GPU session in one device call: build the CUDA extension, run the CUDA tests,
+# run every benchmark suite, and leave the logs and results in $OUT.
+#
+#   bash benchmarks/gpu_session.sh                # build, test, bench
+#   bash benchmarks/gpu_session.sh bench          # only some steps (a rerun on a warm machine)
+#   SESSION_S=300 bash benchmarks/gpu_session.sh  # a tighter ceiling
+#
+# Every step has its own timeout and the script goes on after a failure. The whole run
+# stops by SESSION_S seconds (default 360): the benchmark gets what the earlier steps
+# leave, so two runs and a machine start fit in 15 minutes of device time. What comes
+# back is at most 7 files (the device tool returns 8): session.log (every step's output
+# and a summary), build.log, and results/ with the run's JSON, README.md and three PNGs.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/fastgan-gpu-session}
+SESSION_S=${SESSION_S:-360}
+STEPS=${*:-build test bench}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT/results"
+LOG="$OUT/session.log"
+export PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16}
+export CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")")}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+summary=()
+for step in $STEPS; do
+  [[ $step =~ ^(build|test|bench)$ ]] || { echo "unknown step '$step'; valid steps: build test bench" >&2; exit 2; }
+done
+
+# run_step NAME MAX_SECONDS LOGFILE COMMAND...: at most MAX_SECONDS, never past the session's end.
+run_step() {
+  local name=$1 limit=$2 logfile=$3 began=$SECONDS rc
+  shift 3
+  local left=$(( SESSION_S - SECONDS - 10 ))
+  (( limit > left )) && limit=$left
+  if (( limit < 30 )); then
+    summary+=("$name: not run, session time spent")
+    return
+  fi
+  echo "== $name (at most ${limit} s): $*" | tee -a "$LOG"
+  timeout --kill-after=15 "$limit" "$@" 2>&1 | tee -a "$logfile"
+  rc=${PIPESTATUS[0]}
+  [[ $logfile != "$LOG" ]] && tail -n 40 "$logfile" >> "$LOG"
+  summary+=("$name: exit $rc$( ((rc == 124)) && echo ' (timed out)') in $(( SECONDS - began )) s")
+}
+
+{
+  echo "== machine"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
+  echo "$(nproc) CPUs"
+} 2>&1 | tee -a "$LOG"
+
+for step in $STEPS; do
+  case $step in
+    build)
+      run_step build 200 "$OUT/build.log" env FASTGAN_CUDA=1 "$PY" setup.py build_ext --inplace
+      timeout 120 "$PY" -c "import fastgan.ops as o; print('fastgan backend:', o.backend_info())" 2>&1 | tee -a "$LOG"
+      ;;
+    test)
+      workers=()
+      "$PY" -c "import xdist" 2>/dev/null && workers=(-n 4)
+      run_step cuda-tests 120 "$LOG" "$PY" -m pytest -m cuda -q -p no:cacheprovider --tb=short "${workers[@]}" tests
+      ;;
+    bench)
+      left=$(( SESSION_S - SECONDS - 15 ))
+      # The budget stops new rows; the margin covers the row in flight, the plots and the tables.
+      run_step bench "$left" "$LOG" "$PY" -m benchmarks.run --suite all --device cuda --out "$OUT/results" \
+        --time-budget $(( left - 45 ))
+      ;;
+  esac
+done
+
+{
+  echo "== summary ($SECONDS s)"
+  printf '%s\n' "${summary[@]}"
+  ls -l "$OUT/results"
+} | tee -a "$LOG"
