@@ -1,7 +1,6 @@
 """fastgan.metrics against independent references: closed forms, skimage, OpenCV, numpy/scipy."""
 from __future__ import annotations
 
-import math
 import warnings
 
 import cv2

@@ -60,6 +60,18 @@ class DCGANGenerator(nn.Module):
         return self.main(z.reshape(z.shape[0], self.nz, 1, 1))
 
 
+def strided_encoder(in_ch: int, ndf: int, stages: int, norm: str) -> tuple[list[nn.Module], int]:
+    """The DCGAN discriminator's body: stride-2 convs, BN + LeakyReLU(0.2) after all but the first, down to
+    4x4; returns the layers and the final width."""
+    bias = conv_bias(norm)
+    width = ndf
+    layers = [nn.Conv2d(in_ch, width, 4, 2, 1, bias=bias), nn.LeakyReLU(0.2)]
+    for _ in range(stages - 1):
+        layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=bias), norm_layer(norm, width * 2), nn.LeakyReLU(0.2)]
+        width *= 2
+    return layers, width
+
+
 class DCGANDiscriminator(nn.Module):
     """image [N, in_ch, image_size, image_size] -> one real/fake logit per image, [N]."""
 
@@ -69,14 +81,8 @@ class DCGANDiscriminator(nn.Module):
         check_norm(norm)
         stages = num_stages(image_size)
         self.in_ch, self.image_size = in_ch, image_size
-        bias = conv_bias(norm)
-        width = ndf
-        layers = [nn.Conv2d(in_ch, width, 4, 2, 1, bias=bias), nn.LeakyReLU(0.2)]
-        for _ in range(stages - 1):
-            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=bias), norm_layer(norm, width * 2),
-                       nn.LeakyReLU(0.2)]
-            width *= 2
-        layers.append(nn.Conv2d(width, 1, 4, 1, 0, bias=bias))
+        layers, width = strided_encoder(in_ch, ndf, stages, norm)
+        layers.append(nn.Conv2d(width, 1, 4, 1, 0, bias=conv_bias(norm)))
         self.main = nn.Sequential(*layers)
         init_and_fuse_(self, norm, fused)
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..text import CaptionEncoder, check_tokens, encoder_args
-from .dcgan import DCGANGenerator, check_images, check_noise, num_stages
+from .dcgan import DCGANGenerator, check_images, check_noise, num_stages, strided_encoder
 from .layers import check_norm, check_positive, conv_bias, init_and_fuse_, norm_layer
 
 CORE = 4  # the discriminator joins image and text on its final 4x4 map
@@ -80,12 +80,7 @@ class MatchingAwareDiscriminator(nn.Module):
         stages = num_stages(image_size)
         self.in_ch, self.image_size = in_ch, image_size
         bias = conv_bias(norm)
-        width = ndf
-        layers = [nn.Conv2d(in_ch, width, 4, 2, 1, bias=bias), nn.LeakyReLU(0.2)]
-        for _ in range(stages - 1):
-            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=bias), norm_layer(norm, width * 2),
-                       nn.LeakyReLU(0.2)]
-            width *= 2
+        layers, width = strided_encoder(in_ch, ndf, stages, norm)
         self.image = nn.Sequential(*layers)
         self.text = TextEmbedding(encoder, embed_dim, train_encoder)
         self.joint = nn.Sequential(nn.Conv2d(width + embed_dim, width, 1, bias=bias), norm_layer(norm, width),
