@@ -22,6 +22,8 @@ LOG="$OUT/session.log"
 export PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16}
 export CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")")}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+# DALI installed by benchmarks/dali_wheels.sh install on this (warm) machine, if any.
+[[ -d /tmp/dali-site ]] && export PYTHONPATH=$PYTHONPATH:/tmp/dali-site
 summary=()
 for step in $STEPS; do
   [[ $step =~ ^(build|test|bench)$ ]] || { echo "unknown step '$step'; valid steps: build test bench" >&2; exit 2; }
