@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     t = cfg.train
     out = Path(t.out_dir)
     precision = resolve_precision(t.precision, device)
+    channels_last = t.channels_last == "true" or (t.channels_last == "auto" and device.type == "cuda")
 
     random.seed(t.seed + rank)
     np.random.seed(t.seed + rank)
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     loader, sampler = make_loader(train_set, per_rank, rank, world_size, cfg, shuffle=True)
     loader_name, loader_reason = choose_loader(cfg.data.loader, train_set, device)
     if loader_name == "dali":
-        loader = DALILoader(train_set, sampler, per_rank, device, channels_last=t.channels_last,
+        loader = DALILoader(train_set, sampler, per_rank, device, channels_last=channels_last,
                             num_threads=cfg.data.num_workers or max(1, (os.cpu_count() or 2) // world_size))
     val_loader = None
     if val_set is not None and t.val_batches and is_main:
@@ -256,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(t.seed)  # identical initial weights on every rank
     family = build_family(cfg)
     torch.manual_seed(t.seed + rank)
-    memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for role, model in family.models.items():
         if t.sync_bn and world_size > 1:
             family.models[role] = model = convert_sync_batchnorm(model)
@@ -393,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         scores = {}
         if val_loader is not None:
             G_eval = eval_generator().eval()
-            batches = (to_device(b, device, t.channels_last) for _, b in zip(range(t.val_batches), val_loader))
+            batches = (to_device(b, device, channels_last) for _, b in zip(range(t.val_batches), val_loader))
             with autocast():
                 scores = family.evaluate(G_eval, batches)
             G_eval.train()
@@ -444,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
                 skipped += batch.pop("skipped", 0)
                 have_data, stopping = agree(len(batch) > 0, stop.requested)
                 if have_data:
-                    batch = to_device(batch, device, t.channels_last)
+                    batch = to_device(batch, device, channels_last)
                     logs = train_step(family, nets, optimizers, scalers, autocast, batch, ema)
                     step += 1
                     n = family.images_seen(batch) * world_size

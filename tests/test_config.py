@@ -95,3 +95,12 @@ def test_help_lists_every_option_with_its_default():
             flag = f"--{section.name}.{f.name}"
             assert flag in text, flag
             assert f"(default: {getattr(getattr(cfg, section.name), f.name)!r})" in " ".join(text.split()), flag
+
+
+def test_yaml_booleans_set_on_off_auto_switches(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  channels_last: false\n")
+    cfg = parse_config(["--config", str(path)])
+    assert cfg.train.channels_last == "false"
+    assert parse_config(["--train.channels_last", "true"]).train.channels_last == "true"
+    assert parse_config([]).train.channels_last == "auto"
