@@ -3,6 +3,12 @@
 Image-to-image (pix2pix): L1, PSNR, SSIM and sharpness (variance of the Laplacian) of the
 outputs against the targets, plus FID/KID when --inception names a local Inception file.
 Noise-to-image (dcgan, conditional): FID/KID of generated images against --data.
+LAPGAN: one --checkpoint per pyramid level; full-resolution images sampled coarse to fine,
+the spread of each Laplacian band of generated and real images (no weights file needed),
+and FID/KID with --inception.
+GAN-CLS: an image for the caption of each real image of --data; the model's own
+discriminator scores real images under right and wrong captions and the generated images
+under theirs (no weights file needed), and FID/KID with --inception.
 Super-resolution (srresnet, srgan): PSNR and SSIM on the Y channel with a border crop of the
 scale factor, for the network and for bicubic upscaling (the baseline row): each image of
 --data is cut to a multiple of the scale, shrunk with PIL bicubic and upscaled back.
@@ -10,43 +16,67 @@ scale factor, for the network and for bicubic upscaling (the baseline row): each
     python -m fastgan.evaluate --checkpoint runs/default/best.pt --data default
     python -m fastgan.evaluate --checkpoint C --data data/facades/test --direction BtoA --json scores.json
     python -m fastgan.evaluate --checkpoint runs/srgan/ckpt_00001000.pt --data default --split test
+    python -m fastgan.evaluate --checkpoint L0.pt --checkpoint L1.pt --checkpoint L2.pt --data default --split train
+    python -m fastgan.evaluate --checkpoint runs/gancls_cpu/ckpt_00000160.pt --data default
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from . import metrics
 from .config import SUPERRES_FAMILIES
-from .data import (AlignedDataset, DefaultEdges2Photo, ImageFolderDataset, collate_skipping, downscale,
+from .data import (AlignedDataset, CaptionedFashionMNIST, CaptionedImageFolder, ClassFolderDataset,
+                   DefaultCaptionedPhotos, DefaultEdges2Photo, ImageFolderDataset, collate_skipping, downscale,
                    fashion_mnist)
 from .data.default import load_photo, default_photo_names
 from .data.files import list_images, load_image
 from .data.transforms import to_tensor
+from .families.gancls import caption_length, wrong_pairs
+from .families.lapgan import load_pyramid
 from .inference import open_for_cli, trained_size
+from .models import build_model
+from .pyramid import laplacian_pyramid
+
+GENERATING_FAMILIES = ("dcgan", "conditional", "lapgan", "gancls")  # the ones --num-generated applies to
+DEFAULT_NUM_GENERATED = 1000
+DEFAULT_SPLIT = "test"
+NOISE_SEED = 0
+# Channels of the named data sets; a folder is read with the model's channels.
+DATA_CHANNELS = {"fashion_mnist": 1, "default": 3}
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m fastgan.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, action="append",
+                   help="a fastgan checkpoint; lapgan: repeat it, one per pyramid level (any order)")
     p.add_argument("--data", required=True,
                    help="pix2pix: a folder of aligned A|B images, or 'default' for the embedded set; "
-                        "dcgan/conditional: an image folder or 'fashion_mnist'; srresnet/srgan: a folder of "
-                        "high-resolution photos, or 'default' for the embedded photos")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split of the embedded set")
+                        "dcgan/conditional/lapgan: an image folder (class-conditional models: a folder of class "
+                        "sub-folders), 'fashion_mnist' (its test split) or 'default' (crops of the embedded photos "
+                        "of --split); gancls: a captioned image folder (a same-named .txt of captions beside each "
+                        "image), 'fashion_mnist' (test split, attribute captions) or 'default' (the nine embedded "
+                        "photos with their shipped captions); srresnet/srgan: a folder of high-resolution photos, "
+                        "or 'default' for the embedded photos")
+    p.add_argument("--split", default=None, choices=("train", "val", "test"),
+                   help=f"split of the embedded set (default {DEFAULT_SPLIT}); gancls trains on all nine photos and "
+                        f"takes none")
     p.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"))
     p.add_argument("--size", type=int, default=None,
                    help="evaluation image size (default: the training size; srresnet/srgan: a centre crop of "
-                        "this side, default the whole image)")
+                        "this side, default the whole image; lapgan/gancls: only the training size)")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--num-generated", type=int, default=1000, help="dcgan/conditional: images generated for FID/KID")
+    p.add_argument("--num-generated", type=int, default=None,
+                   help=f"dcgan/conditional/lapgan: images generated for the scores (default "
+                        f"{DEFAULT_NUM_GENERATED}); gancls: default one per real image of --data, from its caption")
     p.add_argument("--inception", default=None,
                    help="TorchScript Inception feature extractor for FID/KID (no weights are downloaded)")
     p.add_argument("--json", default=None, help="also write the scores to this JSON file")
@@ -57,7 +87,7 @@ def parse_args(argv):
 
 def pix2pix_scores(G, args, size: int, device, fid) -> dict:
     if args.data == "default":
-        dataset = DefaultEdges2Photo(args.split, image_size=size)
+        dataset = DefaultEdges2Photo(args.split or DEFAULT_SPLIT, image_size=size)
     else:
         dataset = AlignedDataset(args.data, direction=args.direction, load_size=size, crop_size=size,
                                  flip=False, train=False)
@@ -83,7 +113,7 @@ def pix2pix_scores(G, args, size: int, device, fid) -> dict:
 def superres_photos(args):
     """(name, PIL image) of the high-resolution images to score, decoded lazily."""
     if args.data == "default":
-        return ((stem, load_photo(stem)) for stem in default_photo_names(args.split))
+        return ((stem, load_photo(stem)) for stem in default_photo_names(args.split or DEFAULT_SPLIT))
     try:
         files = list_images(args.data, "--data folder")
     except (FileNotFoundError, ValueError) as e:
@@ -128,72 +158,268 @@ def print_superres_table(family: str, scores: dict) -> None:
     print(f"{'bicubic':<10}  {scores['bicubic_psnr_y']:>9.2f}  {scores['bicubic_ssim_y']:>6.4f}")
 
 
+# ----------------------------------------------------------------------------- real and generated image sets
+
+def check_data_channels(data: str, channels: int, family: str) -> None:
+    have = DATA_CHANNELS.get(data)
+    if have is not None and have != channels:
+        raise SystemExit(f"--data {data} has {have}-channel images, but this {family} model makes {channels}-channel "
+                         f"ones")
+
+
+def real_images(args, size: int, channels: int, labelled: bool, family: str) -> tuple[Dataset, str]:
+    """(dataset, key of its full-resolution image) of --data for the noise-to-image families."""
+    check_data_channels(args.data, channels, family)
+    try:
+        if args.data == "fashion_mnist":
+            return fashion_mnist(split="test", image_size=size, fit="pad" if size <= 32 else "resize"), "image"
+        if args.data == "default":
+            return DefaultEdges2Photo(args.split or DEFAULT_SPLIT, image_size=size, flip=False), "B"
+        folder = ClassFolderDataset if labelled else ImageFolderDataset
+        return folder(args.data, image_size=size, channels=channels), "image"
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"--data: {e}") from None
+
+
+def captioned_images(args, size: int, channels: int, caption_len: int) -> Dataset:
+    """--data as {image, tokens, source} samples, one caption per image (drawn with seed 0)."""
+    check_data_channels(args.data, channels, "gancls")
+    try:
+        if args.data == "default":
+            return DefaultCaptionedPhotos(size, caption_len, flip=False)
+        if args.data == "fashion_mnist":
+            images = fashion_mnist(split="test", image_size=size, fit="pad" if size <= 32 else "resize")
+            return CaptionedFashionMNIST(images, caption_len)
+        return CaptionedImageFolder(args.data, size, caption_len, channels)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"--data: {e}") from None
+
+
+def batches(dataset: Dataset, key: str, batch_size: int, desc: str):
+    """The decodable batches of a dataset, in order."""
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_skipping)
+    for batch in tqdm(loader, desc=desc, unit="batch", file=sys.stdout):
+        if key in batch:
+            yield batch
+
+
+def generated_images(draw, total: int, batch_size: int):
+    """Batches of `draw(n, generator)` images (CPU, float, clamped to [-1, 1] as a saved image is) from one
+    noise stream seeded with NOISE_SEED, so a rerun scores the same images."""
+    g = torch.Generator().manual_seed(NOISE_SEED)
+    done = 0
+    with tqdm(total=total, desc="generated", unit="img", file=sys.stdout) as bar:
+        while done < total:
+            n = min(batch_size, total - done)
+            with torch.no_grad():
+                images = draw(n, g)
+            yield images.float().clamp(-1, 1).cpu()
+            done += n
+            bar.update(n)
+
+
 def generative_scores(G, ckpt, args, size: int, device, fid) -> dict:
     if fid is None:
         raise SystemExit("noise-to-image models are scored by FID/KID, which need --inception "
                          "(a local TorchScript Inception file; nothing can be downloaded)")
     g_args = ckpt["model_args"]["G"]
-    channels = g_args.get("out_ch", 3)
-    dataset = (fashion_mnist(split="test", image_size=size, fit="pad" if size <= 32 else "resize") if args.data == "fashion_mnist"
-               else ImageFolderDataset(args.data, image_size=size, channels=channels))
-    for batch in tqdm(DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate_skipping),
-                      desc="real images", unit="batch", file=sys.stdout):
-        if "image" in batch:
-            fid.update(batch["image"], real=True)
-    g = torch.Generator().manual_seed(0)
+    conditional = ckpt["family"] == "conditional"
+    dataset, key = real_images(args, size, g_args.get("out_ch", 3), conditional, ckpt["family"])
+    for batch in batches(dataset, key, args.batch_size, "real images"):
+        fid.update(batch[key], real=True)
+
+    def draw(n, g):
+        z = torch.randn(n, g_args.get("nz", 100), generator=g).to(device)
+        if conditional:
+            return G(z, torch.randint(g_args["num_classes"], (n,), generator=g).to(device))
+        return G(z)
+
     done = 0
-    with tqdm(total=args.num_generated, desc="generated", unit="img", file=sys.stdout) as bar:
-        while done < args.num_generated:
-            n = min(args.batch_size, args.num_generated - done)
-            z = torch.randn(n, g_args.get("nz", 100), generator=g).to(device)
-            with torch.no_grad():
-                if ckpt["family"] == "conditional":
-                    labels = torch.randint(g_args["num_classes"], (n,), generator=g).to(device)
-                    images = G(z, labels)
-                else:
-                    images = G(z)
-            fid.update(images.float().cpu(), real=False)
-            done += n
-            bar.update(n)
+    for images in generated_images(draw, args.num_generated or DEFAULT_NUM_GENERATED, args.batch_size):
+        fid.update(images, real=False)
+        done += len(images)
     return {"images": done}
 
+
+# ----------------------------------------------------------------------------- LAPGAN
+
+class BandSpread:
+    """Standard deviation of every Laplacian band of an image set, and how much its coarsest images vary.
+
+    Needs no weights file. A LAPGAN level whose generated band is much stronger or weaker
+    than the real one paints too much or too little detail at that scale; a coarse spread
+    far below the real one means level 0 has collapsed onto a few images.
+    """
+
+    def __init__(self, levels: int):
+        self.levels = levels
+        self.sums = [0.0] * levels
+        self.squares = [0.0] * levels
+        self.values = [0] * levels
+        self.images = 0
+        self.coarse_sum: torch.Tensor | float = 0.0
+        self.coarse_squares: torch.Tensor | float = 0.0
+
+    def update(self, images: torch.Tensor) -> None:
+        bands = laplacian_pyramid(images.to(torch.float64), self.levels)
+        for k, band in enumerate(bands):
+            self.sums[k] += float(band.sum())
+            self.squares[k] += float(band.square().sum())
+            self.values[k] += band.numel()
+        self.coarse_sum = self.coarse_sum + bands[0].sum(0)
+        self.coarse_squares = self.coarse_squares + bands[0].square().sum(0)
+        self.images += images.shape[0]
+
+    def band_std(self) -> list[float]:
+        """Population standard deviation of all values of band k (k = 0: the coarsest low-pass image)."""
+        return [math.sqrt(max(sq / n - (s / n) ** 2, 0.0)) for s, sq, n in zip(self.sums, self.squares, self.values)]
+
+    def coarse_spread(self) -> float:
+        """Standard deviation across images of each value of the coarsest image, averaged over its values."""
+        mean = self.coarse_sum / self.images
+        return float((self.coarse_squares / self.images - mean.square()).clamp_min(0).sqrt().mean())
+
+
+def lapgan_scores(paths: list[str], args, size: int, device, fid) -> dict:
+    """Full-resolution samples of the joined levels against --data: band spreads, and FID/KID with --inception."""
+    G = load_pyramid(paths, device, ema=not args.no_ema)
+    levels, channels = len(G.levels), G.levels[-1].image_shape[0]
+    dataset, key = real_images(args, size, channels, G.num_classes > 0, "lapgan")
+    real, generated = BandSpread(levels), BandSpread(levels)
+    for batch in batches(dataset, key, args.batch_size, "real images"):
+        real.update(batch[key])
+        if fid is not None:
+            fid.update(batch[key], real=True)
+    if real.images == 0:
+        raise SystemExit(f"--data {args.data}: no readable image")
+
+    def draw(n, g):
+        z = torch.randn(n, G.latent_size, generator=g).to(device)
+        labels = torch.randint(G.num_classes, (n,), generator=g).to(device) if G.num_classes else None
+        return G(z, labels)
+
+    for images in generated_images(draw, args.num_generated or DEFAULT_NUM_GENERATED, args.batch_size):
+        generated.update(images)
+        if fid is not None:
+            fid.update(images, real=False)
+    scores = {"images": generated.images, "real_images": real.images}
+    for k, (r, g) in enumerate(zip(real.band_std(), generated.band_std())):
+        scores[f"band_std_{k}_real"], scores[f"band_std_{k}_generated"] = r, g
+    scores["coarse_spread_real"], scores["coarse_spread_generated"] = real.coarse_spread(), generated.coarse_spread()
+    return scores
+
+
+# ----------------------------------------------------------------------------- GAN-CLS
+
+def load_matching_discriminator(ckpt: dict, path: str, device) -> torch.nn.Module:
+    """The checkpoint's D in training mode: its BatchNorm layers normalize each batch by that batch's own
+    statistics, as when it judged real, wrong-caption and generated batches during training. Its running
+    statistics blend those three kinds of batch, and with them the scores lose their meaning (docs/metrics.md)."""
+    weights = ckpt["models"].get("D")
+    if weights is None:
+        raise SystemExit(f"--checkpoint {path} holds no discriminator ('D'), which the gancls matching scores need")
+    D = build_model("gancls", "D", **ckpt["model_args"]["D"])
+    D.load_state_dict(weights)
+    return D.to(device).train()
+
+
+def gancls_scores(G, ckpt, args, size: int, device, fid) -> dict:
+    """The model's own D on (real, right caption), (real, wrong caption) and (generated, its caption), and FID/KID
+    of one generated image per caption of --data with --inception."""
+    if args.batch_size < 2:
+        raise SystemExit(f"--batch-size must be >= 2 for gancls: a real image's wrong caption is its batch "
+                         f"neighbour's, as in training; got {args.batch_size}")
+    D = load_matching_discriminator(ckpt, args.checkpoint, device)
+    dataset = captioned_images(args, size, ckpt["model_args"]["G"].get("out_ch", 3), caption_length(ckpt))
+    right, wrong, wins, captions = [], [], [], []
+    for batch in batches(dataset, "image", args.batch_size, "real images"):
+        images, tokens = batch["image"].to(device), batch["tokens"].to(device)
+        rolled, valid = wrong_pairs(tokens, batch["source"].to(device))
+        with torch.no_grad():
+            on_right, on_wrong = D(images, tokens).float(), D(images, rolled).float()
+        right.append(on_right.cpu())
+        wrong.append(on_wrong[valid].cpu())
+        wins.append((on_right > on_wrong)[valid].cpu())
+        captions.append(batch["tokens"])
+        if fid is not None:
+            fid.update(batch["image"], real=True)
+    if not captions:
+        raise SystemExit(f"--data {args.data}: no readable image")
+    right, wrong, wins, captions = torch.cat(right), torch.cat(wrong), torch.cat(wins), torch.cat(captions)
+    if wrong.numel() == 0:
+        raise SystemExit(f"--data {args.data}: no two neighbouring images have captions of different pictures, so "
+                         f"no (image, wrong caption) pair can be scored")
+    total = args.num_generated or len(captions)
+    g = torch.Generator().manual_seed(NOISE_SEED)
+    fake = []
+    for tokens in tqdm(captions[torch.arange(total) % len(captions)].split(args.batch_size), desc="generated",
+                       unit="batch", file=sys.stdout):
+        tokens = tokens.to(device)
+        with torch.no_grad():
+            images = G(torch.randn(len(tokens), G.nz, generator=g).to(device), tokens)
+            fake.append(D(images, tokens).float().cpu())
+        if fid is not None:
+            fid.update(images.float().cpu(), real=False)
+    d_real_right, d_real_wrong = float(right.double().mean()), float(wrong.double().mean())
+    return {"images": total, "real_images": len(captions), "wrong_pairs": wrong.numel(),
+            "d_real_right": d_real_right, "d_real_wrong": d_real_wrong, "d_match_gap": d_real_right - d_real_wrong,
+            "d_match_accuracy": float(wins.double().mean()), "d_fake_right": float(torch.cat(fake).double().mean())}
+
+
+# ----------------------------------------------------------------------------- command line
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.batch_size < 1:
         raise SystemExit(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.num_generated is not None and args.num_generated < 1:
+        raise SystemExit(f"--num-generated must be >= 1, got {args.num_generated}")
+    paths, args.checkpoint = args.checkpoint, args.checkpoint[0]
     G, ckpt, device = open_for_cli(args)
-    if ckpt["family"] == "gancls":
-        raise SystemExit(f"{args.checkpoint} is a gancls (text-to-image) model, which fastgan.evaluate does not score "
-                         f"yet; draw images for captions with python -m fastgan.sample --text")
-    if ckpt["family"] == "lapgan":
-        raise SystemExit(f"{args.checkpoint} is one level of a LAPGAN pyramid, which fastgan.evaluate does not score "
-                         f"yet; draw full images with python -m fastgan.sample --checkpoint L0.pt --checkpoint L1.pt ...")
+    family = ckpt["family"]
+    if len(paths) > 1 and family != "lapgan":
+        raise SystemExit(f"--checkpoint was given {len(paths)} times, but {args.checkpoint} holds a {family} model; "
+                         f"only a lapgan pyramid is evaluated from several checkpoints (one per level)")
+    if args.split is not None and family == "gancls":
+        raise SystemExit("--split picks a split of the embedded photos; gancls models train on all nine of them, "
+                         "so leave --split out")
+    if args.num_generated is not None and family not in GENERATING_FAMILIES:
+        raise SystemExit(f"--num-generated: a {family} model is scored on the images of --data; leave it out")
     size = args.size or trained_size(ckpt, 256)
+    if family in ("lapgan", "gancls") and size != trained_size(ckpt, size):
+        raise SystemExit(f"--size {args.size}: a {family} model generates {trained_size(ckpt, size)}-pixel images "
+                         f"only; leave --size out")
     fid = None
     if args.inception:
         if not Path(args.inception).is_file():
             raise SystemExit(f"--inception {args.inception}: file not found; expected {metrics.EXPECTED_INCEPTION}")
         fid = metrics.FrechetAndKernelDistance(args.inception, device=device)
-    if ckpt["family"] in SUPERRES_FAMILIES:
+    if family in SUPERRES_FAMILIES:
         if fid is not None:
             raise SystemExit("--inception: FID/KID are not computed for super-resolution (images differ in size)")
         scores = superres_scores(G, ckpt, args, device)
-        print_superres_table(ckpt["family"], scores)
-    elif ckpt["family"] == "pix2pix":
+        print_superres_table(family, scores)
+    elif family == "pix2pix":
         scores = pix2pix_scores(G, args, size, device, fid)
+    elif family == "lapgan":
+        scores = lapgan_scores(paths, args, size, device, fid)
+    elif family == "gancls":
+        scores = gancls_scores(G, ckpt, args, size, device, fid)
     else:
         scores = generative_scores(G, ckpt, args, size, device, fid)
     if fid is not None:
-        scores.update(fid.compute())
-    elif ckpt["family"] not in SUPERRES_FAMILIES:
+        try:
+            scores.update(fid.compute())
+        except ValueError as e:
+            raise SystemExit(f"FID/KID: {e}") from None
+    elif family not in SUPERRES_FAMILIES:
         print("fastgan.evaluate: FID/KID skipped: pass --inception with a local Inception file to get them")
     width = max(len(k) for k in scores)
     for key, value in scores.items():
         print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"checkpoint": str(args.checkpoint), "data": args.data, **scores},
-                                              indent=2))
+        checkpoint = paths if len(paths) > 1 else paths[0]
+        Path(args.json).write_text(json.dumps({"checkpoint": checkpoint, "data": args.data, **scores}, indent=2))
     return 0
 
 

@@ -17,7 +17,6 @@ from fastgan import checkpoint, config
 from fastgan.data import CaptionedFashionMNIST, CaptionedImageFolder, DefaultCaptionedPhotos, read_captions
 from fastgan.data.captions import default_photo_stems, fashion_mnist_captions, shipped_captions
 from fastgan.data.idx import FASHION_MNIST_CLASSES, IDXDataset
-from fastgan.evaluate import main as evaluate_main
 from fastgan.families import build_family
 from fastgan.models import DCGANGenerator, MatchingAwareDiscriminator, TextConditionedGenerator
 from fastgan.sample import main as sample_main
@@ -350,5 +349,3 @@ def test_sample_cli_with_text(tmp_path, capsys):
         sample_main(["--checkpoint", ckpt, "--output", str(out)])
     with pytest.raises(SystemExit, match="--text: caption '  ' is empty"):
         sample_main(["--checkpoint", ckpt, "--text", "  ", "--output", str(out)])
-    with pytest.raises(SystemExit, match="gancls .* which fastgan.evaluate does not score yet"):
-        evaluate_main(["--checkpoint", ckpt, "--data", "default", "--device", "cpu"])
