@@ -12,7 +12,7 @@ import torch
 
 from fastgan import checkpoint
 from fastgan.train import main
-from train_helpers import TINY_PIX2PIX, final_weights
+from train_helpers import TINY_PIX2PIX, final_weights, tiny_dcgan, write_images
 
 ROOT = Path(__file__).resolve().parents[1]
 # Same global batch of 4; synchronized BatchNorm makes the statistics global too, and
@@ -26,11 +26,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(out_dir, *args, nproc: int = 2) -> subprocess.CompletedProcess:
+def torchrun(out_dir, *args, nproc: int = 2, common=tuple(COMMON)) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-           f"--master_port={free_port()}", "-m", "fastgan.train", *COMMON, "--train.out_dir", str(out_dir), *args]
+           f"--master_port={free_port()}", "-m", "fastgan.train", *common, "--train.out_dir", str(out_dir), *args]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -53,3 +53,30 @@ def test_batch_must_divide_over_processes(tmp_path):
     proc = torchrun(tmp_path, "--train.batch_size", "3")
     assert proc.returncode != 0
     assert "train.batch_size (3) must be divisible by the number of processes (2)" in proc.stderr
+
+
+# Small settings per family: the same loop must run every family under torchrun.
+SMALL = ["--model.ngf", "8", "--model.ndf", "8", "--train.batch_size", "4", "--train.max_steps", "2",
+         "--train.progress", "false", "--train.sample_every", "1000", "--optim.schedule", "constant"]
+FAMILY_ARGS = {
+    "srgan": ["--model.family", "srgan", "--data.crop_size", "24", "--model.scale", "2", "--model.num_blocks", "1"],
+    "gancls": ["--model.family", "gancls", "--data.crop_size", "32", "--data.load_size", "32", "--model.nz", "16",
+               "--model.text_dim", "16", "--model.text_embed_dim", "8", "--model.caption_len", "64"],
+    "lapgan": ["--model.family", "lapgan", "--data.dataset", "folder", "--data.crop_size", "16",
+               "--model.levels", "3", "--model.level", "1", "--model.nz", "16"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["dcgan", "srgan", "gancls", "lapgan"])
+def test_every_family_trains_under_torchrun(tmp_path, family):
+    images = tmp_path / "images"
+    write_images(images, 16)
+    if family == "dcgan":
+        args = [*tiny_dcgan(images), "--train.max_steps", "2"]
+    else:
+        args = [*SMALL, *FAMILY_ARGS[family]] + (["--data.root", str(images)] if family == "lapgan" else [])
+    proc = torchrun(tmp_path / "run", *args, common=())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    state = checkpoint.load(checkpoint.list_checkpoints(tmp_path / "run")[0])
+    assert state["family"] == family and state["step"] == 2 and len(state["rng"]) == 2
