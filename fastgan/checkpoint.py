@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -26,8 +27,8 @@ def checkpoint_name(step: int) -> str:
     return f"ckpt_{step:08d}.pt"
 
 
-def save_atomic(obj: dict, path: str | Path) -> Path:
-    """Write to a temp file in the same folder, fsync, then rename over `path`.
+def _write_atomic(path: str | Path, write) -> Path:
+    """write(file) into a temp file in the same folder, fsync, then rename over `path`.
 
     A crash at any moment leaves either the old file or the new one, never a torn one.
     """
@@ -36,7 +37,7 @@ def save_atomic(obj: dict, path: str | Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -49,6 +50,18 @@ def save_atomic(obj: dict, path: str | Path) -> Path:
     finally:
         os.close(dir_fd)
     return path
+
+
+def save_atomic(obj: dict, path: str | Path) -> Path:
+    return _write_atomic(path, lambda f: torch.save(obj, f))
+
+
+def copy_atomic(src: str | Path, path: str | Path) -> Path:
+    """An atomic copy of a written checkpoint (best.pt), without serializing it again."""
+    def write(f):
+        with open(src, "rb") as source:
+            shutil.copyfileobj(source, f, 1 << 24)
+    return _write_atomic(path, write)
 
 
 def load(path: str | Path, map_location="cpu") -> dict:

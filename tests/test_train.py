@@ -39,7 +39,7 @@ def test_pix2pix_trains_and_leaves_outputs(tmp_path):
         assert len(trace) == 6 and all(math.isfinite(v) for v in trace)
         assert len(set(trace)) > 1, f"{key} never changed: {trace}"
     assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["ckpt_00000006.pt"]
-    assert (tmp_path / "best.pt").is_file()
+    assert (tmp_path / "best.pt").read_bytes() == (tmp_path / "ckpt_00000006.pt").read_bytes()
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step_00000003.png", "step_00000006.png"]
     assert list((tmp_path / "tensorboard").iterdir())
     records = metrics(tmp_path)
