@@ -22,6 +22,7 @@ from PIL import Image
 
 from ..text import normalize_caption, tokenize
 from .base import SeededDataset, check_positive_int
+from .datasets import image_mode
 from .default import default_photo_names, load_photo
 from .files import by_stem, list_images, listing, load_image
 from .idx import IDXDataset, fashion_mnist
@@ -89,9 +90,7 @@ class CaptionedImageFolder(_Captioned):
             raise FileNotFoundError(f"caption file(s) not found: {listing(missing)}; each image of {root} needs a "
                                     f"same-named .txt file with one caption per line")
         super().__init__([read_captions(p.with_suffix(".txt")) for p in self.files], caption_len, seed)
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-        self.mode = "L" if channels == 1 else "RGB"
+        self.mode = image_mode(channels)
         self.transform = CenterCropTransform(image_size, flip)
 
     def __len__(self) -> int:

@@ -29,15 +29,28 @@ def _check_aligned_sizes(files: list[Path]) -> None:
                              f"halves side by side, so its width must be even and twice its height")
 
 
-class AlignedDataset(SeededDataset):
-    """Images holding A|B side by side, the format of the public pix2pix datasets (facades, edges2shoes ...)."""
+class _PairedImages(SeededDataset):
+    """What the two pix2pix formats share: the direction and one transform for both images."""
 
-    def __init__(self, root: str | Path, direction: str = "AtoB", load_size: int = 286, crop_size: int = 256,
-                 flip: bool = True, train: bool = True, seed: int = 0):
+    def __init__(self, direction: str, load_size: int, crop_size: int, flip: bool, train: bool, seed: int):
         super().__init__(seed)
         check_choice("direction", direction, DIRECTIONS)
         self.direction = direction
         self.transform = PairedTransform(load_size, crop_size, flip, train)
+
+    def _sample(self, a, b, index: int, name: str) -> dict:
+        if self.direction == "BtoA":
+            a, b = b, a
+        a, b = self.transform([a, b], self.rng(index))
+        return {"A": a, "B": b, "name": name}
+
+
+class AlignedDataset(_PairedImages):
+    """Images holding A|B side by side, the format of the public pix2pix datasets (facades, edges2shoes ...)."""
+
+    def __init__(self, root: str | Path, direction: str = "AtoB", load_size: int = 286, crop_size: int = 256,
+                 flip: bool = True, train: bool = True, seed: int = 0):
+        super().__init__(direction, load_size, crop_size, flip, train, seed)
         self.files = list_images(root, "aligned image folder")
         _check_aligned_sizes(self.files)
 
@@ -51,21 +64,15 @@ class AlignedDataset(SeededDataset):
             return None
         half = image.width // 2
         a, b = image.crop((0, 0, half, image.height)), image.crop((half, 0, 2 * half, image.height))
-        if self.direction == "BtoA":
-            a, b = b, a
-        a, b = self.transform([a, b], self.rng(index))
-        return {"A": a, "B": b, "name": path.stem}
+        return self._sample(a, b, index, path.stem)
 
 
-class PairedFolderDataset(SeededDataset):
+class PairedFolderDataset(_PairedImages):
     """root/A/ and root/B/ holding the two images of each pair under the same file stem."""
 
     def __init__(self, root: str | Path, direction: str = "AtoB", load_size: int = 286, crop_size: int = 256,
                  flip: bool = True, train: bool = True, seed: int = 0):
-        super().__init__(seed)
-        check_choice("direction", direction, DIRECTIONS)
-        self.direction = direction
-        self.transform = PairedTransform(load_size, crop_size, flip, train)
+        super().__init__(direction, load_size, crop_size, flip, train, seed)
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"paired dataset folder {root} does not exist or is not a folder")
@@ -90,13 +97,10 @@ class PairedFolderDataset(SeededDataset):
         if a.size != b.size:
             raise ValueError(f"paired images differ in size: {a_path} is {a.width}x{a.height}, "
                              f"{b_path} is {b.width}x{b.height}")
-        if self.direction == "BtoA":
-            a, b = b, a
-        a, b = self.transform([a, b], self.rng(index))
-        return {"A": a, "B": b, "name": a_path.stem}
+        return self._sample(a, b, index, a_path.stem)
 
 
-def _image_mode(channels: int) -> str:
+def image_mode(channels: int) -> str:
     check_choice("channels", channels, (1, 3))
     return "L" if channels == 1 else "RGB"
 
@@ -106,7 +110,7 @@ class ImageFolderDataset(SeededDataset):
 
     def __init__(self, root: str | Path, image_size: int = 64, channels: int = 3, flip: bool = False, seed: int = 0):
         super().__init__(seed)
-        self.mode = _image_mode(channels)
+        self.mode = image_mode(channels)
         self.transform = CenterCropTransform(image_size, flip)
         self.files = list_images(root)
 
@@ -125,7 +129,7 @@ class ClassFolderDataset(SeededDataset):
 
     def __init__(self, root: str | Path, image_size: int = 64, channels: int = 3, flip: bool = False, seed: int = 0):
         super().__init__(seed)
-        self.mode = _image_mode(channels)
+        self.mode = image_mode(channels)
         self.transform = CenterCropTransform(image_size, flip)
         root = Path(root)
         if not root.is_dir():
