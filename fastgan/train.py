@@ -113,12 +113,18 @@ def build_superres_datasets(cfg: Config):
             D.SuperResolutionFolder(val_root, train=False, **common) if val_root else None)
 
 
-def make_loader(dataset, batch_size: int, rank: int, world_size: int, cfg: Config, shuffle: bool):
-    sampler = ShardedSampler(len(dataset), batch_size, rank, world_size, shuffle=shuffle, seed=cfg.train.seed)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
+def make_loader(dataset, sampler: ShardedSampler, cfg: Config, device: torch.device, channels_last: bool,
+                world_size: int, requested: str = "torch") -> tuple[object, str, str]:
+    """(loader, "dali" | "torch", why) over one rank's sampler; both yield the same batch dicts."""
+    name, why = choose_loader(requested, dataset, device)
+    if name == "dali":
+        threads = cfg.data.num_workers or max(1, (os.cpu_count() or 2) // world_size)
+        return DALILoader(dataset, sampler, sampler.batch_size, device, channels_last=channels_last,
+                          num_threads=threads), name, why
+    loader = DataLoader(dataset, batch_size=sampler.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
                         collate_fn=collate_skipping, pin_memory=torch.cuda.is_available(),
                         generator=torch.Generator())  # keeps the loader off the global RNG
-    return loader, sampler
+    return loader, name, why
 
 
 def lr_factor(cfg: Config, epoch: int) -> float:
@@ -197,29 +203,26 @@ def train_step(family: Family, nets: dict, optimizers: dict, scalers: dict, auto
         with autocast():
             loss_d, logs_d = family.d_loss(D, batch, fake.detach())
         logs.update(logs_d)
-        check_finite(loss_d, "discriminator", scalers["D"])
-        optimizers["D"].zero_grad(set_to_none=True)
-        scalers["D"].scale(loss_d).backward()
-        scalers["D"].step(optimizers["D"])
-        scalers["D"].update()
+        optimizer_step(loss_d, "discriminator", optimizers["D"], scalers["D"])
         D_plain.requires_grad_(False)  # the G step needs gradients through D, not for D
     with autocast():
         loss_g, logs_g = family.g_loss(D_plain, batch, fake)
     logs.update(logs_g)
-    check_finite(loss_g, "generator", scalers["G"])
-    optimizers["G"].zero_grad(set_to_none=True)
-    scalers["G"].scale(loss_g).backward()
-    scalers["G"].step(optimizers["G"])
-    scalers["G"].update()
+    optimizer_step(loss_g, "generator", optimizers["G"], scalers["G"])
     if ema is not None:
         ema.update_parameters(family.models["G"])
     return logs
 
 
-def check_finite(loss: torch.Tensor, which: str, scaler) -> None:
-    """fp16 lets the GradScaler skip the step; bf16/fp32 stop rather than train on garbage."""
+def optimizer_step(loss: torch.Tensor, which: str, optimizer, scaler) -> None:
+    """Backward and one update. A non-finite loss: fp16 lets the GradScaler skip the step;
+    bf16/fp32 stop before the update rather than train on garbage."""
     if not scaler.is_enabled() and not torch.isfinite(loss.detach()).item():
         raise NonFiniteLoss(f"the {which} loss is {loss.item()}")
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 # ----------------------------------------------------------------------------- main
@@ -244,14 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     # -- data
     train_set, val_set = build_datasets(cfg)
     per_rank = t.batch_size // world_size
-    loader, sampler = make_loader(train_set, per_rank, rank, world_size, cfg, shuffle=True)
-    loader_name, loader_reason = choose_loader(cfg.data.loader, train_set, device)
-    if loader_name == "dali":
-        loader = DALILoader(train_set, sampler, per_rank, device, channels_last=channels_last,
-                            num_threads=cfg.data.num_workers or max(1, (os.cpu_count() or 2) // world_size))
+    sampler = ShardedSampler(len(train_set), per_rank, rank, world_size, shuffle=True, seed=t.seed)
+    loader, loader_name, loader_reason = make_loader(train_set, sampler, cfg, device, channels_last, world_size,
+                                                     cfg.data.loader)
     val_loader = None
     if val_set is not None and t.val_batches and is_main:
-        val_loader, _ = make_loader(val_set, min(per_rank, len(val_set)), 0, 1, cfg, shuffle=False)
+        val_sampler = ShardedSampler(len(val_set), min(per_rank, len(val_set)), shuffle=False, seed=t.seed)
+        val_loader, _, _ = make_loader(val_set, val_sampler, cfg, device, channels_last, world_size)
 
     # -- models
     torch.manual_seed(t.seed)  # identical initial weights on every rank
@@ -374,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         path = ckpt_io.save_atomic(state, out / ckpt_io.checkpoint_name(step))
         ckpt_io.prune(out, t.keep_last)
         if also_best:
-            ckpt_io.save_atomic(state, out / "best.pt")
+            ckpt_io.copy_atomic(path, out / "best.pt")
         return path
 
     def eval_generator():
