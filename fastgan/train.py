@@ -30,6 +30,7 @@ from . import checkpoint as ckpt_io
 from .config import SUPERRES_FAMILIES, Config, parse_config
 from .data.collate import collate_skipping
 from .data.dali import DALILoader, choose_loader
+from .data.epochs import EpochTaggedDataset, EpochTaggedSampler
 from .data.sampler import ShardedSampler
 from .families import Family, build_family
 from .nn import convert_sync_batchnorm
@@ -121,7 +122,10 @@ def make_loader(dataset, sampler: ShardedSampler, cfg: Config, device: torch.dev
         threads = cfg.data.num_workers or max(1, (os.cpu_count() or 2) // world_size)
         return DALILoader(dataset, sampler, sampler.batch_size, device, channels_last=channels_last,
                           num_threads=threads), name, why
-    loader = DataLoader(dataset, batch_size=sampler.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
+    # Persistent workers never see dataset.set_epoch, so each index carries its epoch to them.
+    workers = cfg.data.num_workers
+    loader = DataLoader(EpochTaggedDataset(dataset), batch_size=sampler.batch_size,
+                        sampler=EpochTaggedSampler(sampler), num_workers=workers, persistent_workers=workers > 0,
                         collate_fn=collate_skipping, pin_memory=torch.cuda.is_available(),
                         generator=torch.Generator())  # keeps the loader off the global RNG
     return loader, name, why
@@ -440,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
                 for group in opt.param_groups:
                     group["lr"] = cfg.optim.lr * factor
             sampler.set_epoch(epoch, start_batch)
-            if hasattr(train_set, "set_epoch"):
+            if hasattr(train_set, "set_epoch"):  # DALI draws crops in this process; torch indices carry it
                 train_set.set_epoch(epoch)
             for batch in loader:
                 start_batch += 1

@@ -18,9 +18,12 @@ from torch.utils.data import DataLoader
 from fastgan.data import (AlignedDataset, ClassFolderDataset, DefaultEdges2Photo, IDXDataset, ImageFolderDataset,
                           PairedFolderDataset, PairedTransform, UnreadableImageWarning, canny_edges,
                           collate_skipping, fashion_mnist, read_idx)
+from fastgan.config import Config
 from fastgan.data.default import load_photo, default_photo_names
 from fastgan.data.idx import FASHION_MNIST_ROOT
+from fastgan.data.sampler import ShardedSampler
 from fastgan.data.transforms import to_tensor
+from fastgan.train import make_loader
 
 SEEDS = range(12)
 
@@ -177,6 +180,38 @@ def test_samples_do_not_depend_on_access_order_pickling_or_workers(tmp_path):
         assert torch.equal(in_order[i]["A"], reversed_order[i]["A"])
         assert torch.equal(in_order[i]["A"], from_workers[i])
     assert [batch["skipped"] for batch in batches] == [0, 0]
+
+
+def test_persistent_workers_see_each_epoch_and_resume_mid_epoch(tmp_path):
+    """The trainer's loader keeps its workers, yet they follow set_epoch: the epoch travels with the index."""
+    root = aligned_folder(tmp_path, count=8)
+
+    def trainer_loader(num_workers):
+        dataset = AlignedDataset(root, load_size=20, crop_size=12, seed=5)
+        sampler = ShardedSampler(len(dataset), 2, seed=5)
+        cfg = Config()
+        cfg.data.num_workers = num_workers
+        loader, name, _ = make_loader(dataset, sampler, cfg, torch.device("cpu"), False, 1, "torch")
+        assert name == "torch" and loader.persistent_workers == (num_workers > 0)
+
+        def run(epoch, start_batch=0):  # as the training loop does
+            sampler.set_epoch(epoch, start_batch)
+            dataset.set_epoch(epoch)
+            assert len(loader) == 4 - start_batch
+            return list(loader)
+        return run
+
+    in_process, workers = trainer_loader(0), trainer_loader(2)
+    for epoch, start_batch in [(0, 0), (1, 0), (1, 2), (0, 3)]:
+        expected, got = in_process(epoch, start_batch), workers(epoch, start_batch)
+        assert len(got) == 4 - start_batch
+        for want, have in zip(expected, got):
+            assert want["name"] == have["name"]
+            assert torch.equal(want["A"], have["A"]) and torch.equal(want["B"], have["B"])
+    by_name = [{name: a for batch in workers(epoch) for name, a in zip(batch["name"], batch["A"])}
+               for epoch in (0, 1)]
+    assert sorted(by_name[0]) == sorted(by_name[1])
+    assert any(not torch.equal(by_name[0][name], by_name[1][name]) for name in by_name[0])
 
 
 def test_paired_folder_rejects_unpaired_files(tmp_path):
