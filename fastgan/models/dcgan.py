@@ -62,12 +62,14 @@ class DCGANGenerator(nn.Module):
 
 def strided_encoder(in_ch: int, ndf: int, stages: int, norm: str) -> tuple[list[nn.Module], int]:
     """The DCGAN discriminator's body: stride-2 convs, BN + LeakyReLU(0.2) after all but the first, down to
-    4x4; returns the layers and the final width."""
+    4x4; returns the layers and the final width. The activations work in place (nothing else reads the
+    tensor they overwrite), which spares autograd one saved map per layer."""
     bias = conv_bias(norm)
     width = ndf
-    layers = [nn.Conv2d(in_ch, width, 4, 2, 1, bias=bias), nn.LeakyReLU(0.2)]
+    layers = [nn.Conv2d(in_ch, width, 4, 2, 1, bias=bias), nn.LeakyReLU(0.2, inplace=True)]
     for _ in range(stages - 1):
-        layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=bias), norm_layer(norm, width * 2), nn.LeakyReLU(0.2)]
+        layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=bias), norm_layer(norm, width * 2),
+                   nn.LeakyReLU(0.2, inplace=True)]
         width *= 2
     return layers, width
 

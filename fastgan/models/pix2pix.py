@@ -95,7 +95,8 @@ class PatchDiscriminator(nn.Module):
     The caller concatenates condition and image (in_ch = 3 + 3). n_layers counts the
     stride-2 convs (3 gives the 70x70 PatchGAN); n_layers=0 is the reference's 1x1
     PixelGAN. The module keeps the reference's `model.<i>` layout, so its checkpoints
-    load as they are.
+    load as they are. Its LeakyReLUs work in place, as the reference's do: nothing else
+    reads the conv or norm output they overwrite, so autograd keeps one map less per layer.
     """
 
     def __init__(self, in_ch: int = 6, ndf: int = 64, n_layers: int = 3, norm: str = "batch", fused: bool = True):
@@ -106,17 +107,17 @@ class PatchDiscriminator(nn.Module):
             raise ValueError(f"n_layers must be an integer >= 0 (0 = PixelGAN), got {n_layers!r}")
         bias = conv_bias(norm)
         if n_layers == 0:
-            layers = [nn.Conv2d(in_ch, ndf, 1), nn.LeakyReLU(0.2),
-                      nn.Conv2d(ndf, ndf * 2, 1, bias=bias), norm_layer(norm, ndf * 2), nn.LeakyReLU(0.2),
+            layers = [nn.Conv2d(in_ch, ndf, 1), nn.LeakyReLU(0.2, inplace=True),
+                      nn.Conv2d(ndf, ndf * 2, 1, bias=bias), norm_layer(norm, ndf * 2), nn.LeakyReLU(0.2, inplace=True),
                       nn.Conv2d(ndf * 2, 1, 1, bias=bias)]
         else:
-            layers = [nn.Conv2d(in_ch, ndf, 4, 2, 1), nn.LeakyReLU(0.2)]
+            layers = [nn.Conv2d(in_ch, ndf, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
             mult = 1
             for n in range(1, n_layers + 1):
                 prev, mult = mult, min(2 ** n, 8)
                 stride = 2 if n < n_layers else 1
                 layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride, 1, bias=bias), norm_layer(norm, ndf * mult),
-                           nn.LeakyReLU(0.2)]
+                           nn.LeakyReLU(0.2, inplace=True)]
             layers.append(nn.Conv2d(ndf * mult, 1, 4, 1, 1))
         self.model = nn.Sequential(*layers)
         init_and_fuse_(self, norm, fused)
