@@ -5,6 +5,7 @@ from one is comparable with a number from the other.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -12,6 +13,13 @@ import torch
 from torch import nn
 
 IMPLS = ("eager", "compiled", "fused")  # eager first: the others' ratios need its time
+# mapillary's inplace_abn, the best-known fused BN+activation, timed beside ours when installed.
+PEER_IMPLS = ("inplace_abn", "abn")
+# What the others are compared against: each row holds x_<name> = that name's time / its own.
+REFERENCE_IMPLS = ("eager", "compiled") + PEER_IMPLS
+PEER_NOTE = ("inplace_abn rows: InPlaceABN overwrites its input, so its fwd+bwd step clones x first (one extra "
+             "read and write of |x|, as a conv output feeding it would not need); both peers keep their "
+             "parameters in the input's dtype, which their kernels require")
 PASSES = ("fwd", "fwd_bwd")
 SLOPE = 0.2
 LOSS_MODES = ("vanilla", "lsgan")
@@ -89,6 +97,27 @@ def loss_cases(ns=(1, 16, 64), sizes=(30, 62), modes=LOSS_MODES) -> list[LossCas
     return [LossCase(m, n, s) for m in modes for s in sizes for n in ns]
 
 
+def peer_impls() -> tuple[str, ...]:
+    """PEER_IMPLS when inplace_abn imports, else nothing: the peers are optional."""
+    try:
+        importlib.import_module("inplace_abn")
+    except ImportError:
+        return ()
+    return PEER_IMPLS
+
+
+def impls_for(case) -> tuple[str, ...]:
+    """The implementations a case times: ours, eager and compiled, plus the peers for BN+act."""
+    return IMPLS + (peer_impls() if case.op == "bn_act" else ())
+
+
+def _peer_module(impl: str, channels: int) -> nn.Module:
+    import inplace_abn
+
+    cls = inplace_abn.InPlaceABN if impl == "inplace_abn" else inplace_abn.ABN
+    return cls(channels, activation="leaky_relu", activation_param=SLOPE)
+
+
 def _compile(module: nn.Module) -> nn.Module:
     """A fresh static-shape compile: reset so no row runs on another row's cached graph
     or hits dynamo's recompile limit and silently falls back to eager."""
@@ -107,6 +136,8 @@ def bn_step(impl: str, case: BnCase, pass_: str, device: str) -> Callable[[], ob
         from fastgan.nn import BatchNormLeakyReLU2d
 
         module = BatchNormLeakyReLU2d(channels, negative_slope=SLOPE)
+    elif impl in PEER_IMPLS:
+        module = _peer_module(impl, channels).to(DTYPES[case.dtype])
     else:
         module = nn.Sequential(nn.BatchNorm2d(channels), nn.LeakyReLU(SLOPE))
     module = module.to(device).train()
@@ -126,6 +157,10 @@ def bn_step(impl: str, case: BnCase, pass_: str, device: str) -> Callable[[], ob
     grad_out = torch.randn(case.shape, generator=gen).to(device=device, dtype=x.dtype)
     grad_out = grad_out.contiguous(memory_format=fmt)
     inputs = (x, *params)
+    if impl == "inplace_abn":
+        def forward_backward_on_copy():
+            return torch.autograd.grad(module(x.clone()), inputs, grad_out)
+        return forward_backward_on_copy
 
     def forward_backward():
         return torch.autograd.grad(module(x), inputs, grad_out)

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # A whole GPU session in one device call: build the CUDA extension, run the CUDA tests,
-# run every benchmark suite, and leave the logs and results in $OUT.
+# build the inplace_abn peer, run every benchmark suite, and leave the logs and results in $OUT.
 #
-#   bash benchmarks/gpu_session.sh                # build, test, bench
+#   bash benchmarks/gpu_session.sh                # build, test, peers, bench
 #   bash benchmarks/gpu_session.sh bench          # only some steps (a rerun on a warm machine)
 #   SESSION_S=300 bash benchmarks/gpu_session.sh  # a tighter ceiling
+#
+# With the peer rows it fits better in two calls on one warm machine (the builds stay there):
+# `build test peers`, then `bench`. The peers step needs .peers/ carried (bash benchmarks/peers.sh
+# prepare, here) and is skipped without it; DALI needs benchmarks/dali_wheels.sh's calls first.
 #
 # Every step has its own timeout and the script goes on after a failure. The whole run
 # stops by SESSION_S seconds (default 360): the benchmark gets what the earlier steps
@@ -15,7 +19,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/fastgan-gpu-session}
 SESSION_S=${SESSION_S:-360}
-STEPS=${*:-build test bench}
+STEPS=${*:-build test peers bench}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT/results"
 LOG="$OUT/session.log"
@@ -24,9 +28,14 @@ export CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc || echo /u
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 # DALI installed by benchmarks/dali_wheels.sh install on this (warm) machine, if any.
 [[ -d /tmp/dali-site ]] && export PYTHONPATH=$PYTHONPATH:/tmp/dali-site
+# inplace_abn built by an earlier `peers` step on this (warm) machine, if any.
+export PEER_SITE=/tmp/peer-site PYTHONPATH=$PYTHONPATH:/tmp/peer-site
 summary=()
 for step in $STEPS; do
-  [[ $step =~ ^(build|test|bench)$ ]] || { echo "unknown step '$step'; valid steps: build test bench" >&2; exit 2; }
+  [[ $step =~ ^(build|test|peers|bench)$ ]] || {
+    echo "unknown step '$step'; valid steps: build test peers bench" >&2
+    exit 2
+  }
 done
 
 # run_step NAME MAX_SECONDS LOGFILE COMMAND...: at most MAX_SECONDS, never past the session's end.
@@ -63,6 +72,13 @@ for step in $STEPS; do
       workers=()
       "$PY" -c "import xdist" 2>/dev/null && workers=(-n 4)
       run_step cuda-tests 120 "$LOG" "$PY" -m pytest -m cuda -q -p no:cacheprovider --tb=short "${workers[@]}" tests
+      ;;
+    peers)
+      if [[ -d .peers ]]; then
+        run_step peers 180 "$OUT/build.log" env PYTHON="$PY" bash benchmarks/peers.sh install
+      else
+        summary+=("peers: not run, no .peers/ carried (bash benchmarks/peers.sh prepare, then carry .peers)")
+      fi
       ;;
     bench)
       left=$(( SESSION_S - SECONDS - 15 ))

@@ -5,15 +5,15 @@ started before the suite's deadline are recorded as skipped.
 """
 from __future__ import annotations
 
-import math
 import statistics
 import time
 
 import torch
 
-from benchmarks.cases import (DESIGN_SHAPES, IMPLS, LARGE_SHAPES, PIX2PIX_SHAPES, BnCase, error_reason, loss_cases,
-                              make_step)
+from benchmarks.cases import (DESIGN_SHAPES, LARGE_SHAPES, PIX2PIX_SHAPES, REFERENCE_IMPLS, BnCase, error_reason,
+                              impls_for, loss_cases, make_step)
 from benchmarks.session import Session
+from benchmarks.timing import Timer
 
 NAME = "ops"
 
@@ -49,56 +49,6 @@ def plan(device: str, quick: bool) -> list[tuple[object, str]]:
     return pairs
 
 
-class Timer:
-    """Median seconds per call. Calls are batched so that one sample lasts about
-    sample_s: CUDA events around the batch on GPU, perf_counter on CPU."""
-
-    MAX_ITERS = 10_000
-
-    def __init__(self, device: str, sample_s: float, reps: int, warmup: int):
-        self.cuda = device == "cuda"
-        self.sample_s, self.reps, self.warmup = sample_s, reps, warmup
-
-    @classmethod
-    def for_device(cls, device: str, quick: bool) -> "Timer":
-        if device == "cuda":
-            return cls("cuda", sample_s=0.01, reps=7 if quick else 15, warmup=5)
-        return cls("cpu", sample_s=0.05, reps=5 if quick else 7, warmup=2)
-
-    def _sample(self, step, iters: int) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(iters):
-                step()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end) / 1e3 / iters
-        begin = time.perf_counter()
-        for _ in range(iters):
-            step()
-        return (time.perf_counter() - begin) / iters
-
-    def measure(self, step) -> tuple[float, list[float], int]:
-        """Calibrates the batch on a growing number of calls (one call is too noisy to
-        size it), then samples until `reps` samples or a deadline of 4x the planned
-        time, so a noisy machine stretches a row by a bounded amount, never more."""
-        for _ in range(self.warmup):
-            step()
-        iters = 1
-        per_call = self._sample(step, iters)
-        while per_call * iters < self.sample_s / 4 and iters < self.MAX_ITERS:
-            iters = min(self.MAX_ITERS, iters * 4)
-            per_call = self._sample(step, iters)
-        iters = max(1, min(self.MAX_ITERS, math.ceil(self.sample_s / max(per_call, 1e-9))))
-        deadline = time.monotonic() + 4 * self.reps * max(self.sample_s, per_call)
-        samples = []
-        while len(samples) < self.reps and (len(samples) < 3 or time.monotonic() < deadline):
-            samples.append(self._sample(step, iters))
-        return statistics.median(samples), samples, iters
-
-
 def copy_bandwidth_gbps(timer: Timer) -> float:
     """Device-to-device copy of 512 MiB, far beyond L2: the practical bandwidth ceiling."""
     src = torch.empty(128 * 2**20, dtype=torch.float32, device="cuda").normal_()
@@ -123,22 +73,36 @@ class OpsRunner:
     def skip_rest(self, pairs) -> None:
         note = self.session.skip_note(self.deadline)
         for case, pass_ in pairs:
-            self.result["rows"] += [self._row(case, pass_, impl, "skipped", note) for impl in IMPLS]
-        self.session.log(f"ops: time budget spent: skipped the remaining {len(pairs)} cases ({3 * len(pairs)} rows)")
+            self.result["rows"] += [self._row(case, pass_, impl, "skipped", note) for impl in impls_for(case)]
+        self.session.log(f"ops: time budget spent: skipped the remaining {len(pairs)} cases")
 
-    def _measure(self, row: dict, case, pass_: str, impl: str) -> None:
-        step = make_step(impl, case, pass_, self.device)
-        if impl == "compiled":
+    def _prepare(self, row: dict, case, pass_: str, impl: str, first_case: bool) -> tuple | None:
+        """(step, iters, per_call) ready to sample, or None with the reason in the row."""
+        left = self.deadline - self.session.elapsed()
+        if impl == "compiled" and not first_case and left < self.last_compile_s:
+            row.update(status="skipped", note=f"skipped: {max(left, 0):.0f} s of budget left, the last compile "
+                                              f"took {self.last_compile_s:.0f} s")
+            return None
+        try:
+            step = make_step(impl, case, pass_, self.device)
             began = time.monotonic()
-            try:
-                step()
-                if self.device == "cuda":
-                    torch.cuda.synchronize()
-            except Exception as exc:
+            step()  # a compile happens here, outside the timed calls
+            if self.device == "cuda":
+                torch.cuda.synchronize()
+            if impl == "compiled":
+                self.last_compile_s = time.monotonic() - began
+            return (step, *self.timer.calibrate(step))
+        except Exception as exc:
+            if impl == "compiled":
                 row.update(status="compile failed", note=f"compile failed: {error_reason(exc)}")
-                return
-            self.last_compile_s = time.monotonic() - began
-        median, samples, iters = self.timer.measure(step)
+            else:
+                row.update(status="error", note=error_reason(exc))
+            if self.device == "cuda":
+                torch.cuda.empty_cache()
+            return None
+
+    def _record(self, row: dict, samples: list[float], iters: int) -> None:
+        median = statistics.median(samples)
         row.update(median_ms=median * 1e3, min_ms=min(samples) * 1e3, samples_ms=[s * 1e3 for s in samples],
                    iters=iters, gbps=row["bytes"] / median / 1e9)
         copy, peak = self.result.get("copy_bandwidth_gbps"), self.result.get("peak_bandwidth_gbps")
@@ -147,48 +111,53 @@ class OpsRunner:
         if peak:
             row["pct_peak"] = 100 * row["gbps"] / peak
 
-    def run_row(self, case, pass_: str, impl: str, first_case: bool) -> dict:
-        row = self._row(case, pass_, impl)
-        left = self.deadline - self.session.elapsed()
-        if impl == "compiled" and not first_case and left < self.last_compile_s:
-            row.update(status="skipped", note=f"skipped: {max(left, 0):.0f} s of budget left, the last compile "
-                                              f"took {self.last_compile_s:.0f} s")
-            return row
-        try:
-            self._measure(row, case, pass_, impl)
-        except Exception as exc:
-            row.update(status="error", note=error_reason(exc))
-            if self.device == "cuda":
-                torch.cuda.empty_cache()
-        return row
-
     def run_case(self, case, pass_: str, first_case: bool) -> None:
-        rows = {}
-        for impl in IMPLS:
-            row = rows[impl] = self.run_row(case, pass_, impl, first_case)
-            _fill_ratios(rows)
+        """Every implementation of the case is built, warmed up and calibrated, then sampled
+        interleaved, so their ratios compare the same stretch of the machine's time."""
+        impls = impls_for(case)
+        rows = {impl: self._row(case, pass_, impl) for impl in impls}
+        steps = {}
+        for impl in impls:
+            prepared = self._prepare(rows[impl], case, pass_, impl, first_case)
+            if prepared is not None:
+                steps[impl] = prepared
+        try:
+            samples = self.timer.interleave(steps) if steps else {}
+        except Exception as exc:
+            for impl in steps:
+                rows[impl].update(status="error", note=error_reason(exc))
+            samples = {}
+        for impl, impl_samples in samples.items():
+            self._record(rows[impl], impl_samples, steps[impl][1])
+        del steps
+        if self.device == "cuda":
+            torch.cuda.empty_cache()
+        _fill_ratios(rows)
+        for row in rows.values():
             self.session.log(_progress(row))
         self.result["rows"] += rows.values()
         self.session.save()
 
 
 def _fill_ratios(rows: dict) -> None:
-    """Speedups of each row over eager and over compiled (their time / this time)."""
+    """Each row's speed-up over every reference implementation measured beside it (x_eager,
+    x_compiled, and x_inplace_abn / x_abn when the peers ran): their time / this time."""
     times = {impl: r["median_ms"] for impl, r in rows.items() if r["status"] == "ok"}
     for impl, row in rows.items():
-        if impl in times:
-            row["x_eager"] = times["eager"] / times[impl] if "eager" in times else None
-            row["x_compiled"] = times["compiled"] / times[impl] if "compiled" in times else None
+        for reference in REFERENCE_IMPLS:
+            if reference in rows:
+                ok = impl in times and reference in times
+                row[f"x_{reference}"] = times[reference] / times[impl] if ok else None
 
 
 def _progress(row: dict) -> str:
-    head = f"{row['op']:<6} {row['label']:<26} {row['pass']:<7} {row['impl']:<8}"
+    head = f"{row['op']:<6} {row['label']:<26} {row['pass']:<7} {row['impl']:<11}"
     if row["status"] != "ok":
         return f"{head} {row['note']}"
     text = f"{head} {row['median_ms']:9.4f} ms {row['gbps']:8.1f} GB/s"
-    for key, name in (("x_eager", "eager"), ("x_compiled", "compiled")):
-        if row[key] is not None and row["impl"] != name:
-            text += f"  {row[key]:.2f}x vs {name}"
+    for reference in REFERENCE_IMPLS:
+        if row.get(f"x_{reference}") is not None and row["impl"] != reference:
+            text += f"  {row[f'x_{reference}']:.2f}x vs {reference}"
     if row.get("pct_peak") is not None:
         text += f"  {row['pct_peak']:.0f}% of peak"
     return text

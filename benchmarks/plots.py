@@ -15,9 +15,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on the benchmark machines
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmarks.table import DEFAULT_OUT  # noqa: E402
+from benchmarks.table import DEFAULT_OUT, PLOTTED_SUITES  # noqa: E402
 
-SUITES = ("ops", "train", "data")
 COLORS = {"eager": "#9e9e9e", "compiled": "#5c6bc0", "reference": "#9e9e9e", "fastgan": "#e65100", "torch": "#00897b"}
 
 
@@ -138,7 +137,7 @@ def write_plot(json_path: Path, result: dict, suite: str) -> Path | None:
 
 def write_plots(json_path: Path) -> list[Path]:
     result = json.loads(json_path.read_text())
-    return [p for p in (write_plot(json_path, result, suite) for suite in SUITES) if p is not None]
+    return [p for p in (write_plot(json_path, result, suite) for suite in PLOTTED_SUITES) if p is not None]
 
 
 def main(argv: list[str] | None = None) -> int:

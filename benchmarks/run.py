@@ -1,6 +1,6 @@
 """Benchmark runner: fastgan's fused operators, training steps and data loading, one JSON per run.
 
-    python -m benchmarks.run [--suite ops|train|data|all] [--device cpu|cuda|auto] [--quick]
+    python -m benchmarks.run [--suite ops|train|data|memory|all] [--device cpu|cuda|auto] [--quick]
                              [--out benchmarks/results] [--time-budget SECONDS] [--table-only]
 
 Built for a GPU machine lent for a few minutes: every suite runs its most important case
@@ -19,16 +19,16 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import data_suite, ops_suite, targets, train_suite
+from benchmarks import data_suite, memory_suite, ops_suite, targets, train_suite
 from benchmarks.cases import BYTE_MODEL_NOTE, BYTE_MODELS, error_reason
 from benchmarks.machine import CPU_PEAK_NOTE, cpu_count, loadavg, machine_info, nominal_peak_gbps, slug
 from benchmarks.session import Session
-from benchmarks.table import DEFAULT_OUT, write_readme
+from benchmarks.table import DEFAULT_OUT, PLOTTED_SUITES, write_readme
 
 SCHEMA = 2
 # Run order: the short suites first, so the time they leave unused passes on to the long operator plan.
-SUITES = {"train": train_suite, "data": data_suite, "ops": ops_suite}
-SUITE_CHOICES = ("ops", "train", "data", "all")
+SUITES = {"train": train_suite, "data": data_suite, "memory": memory_suite, "ops": ops_suite}
+SUITE_CHOICES = ("ops", "train", "data", "memory", "all")
 
 
 def results_path(out: Path, machine: dict, started: dt.datetime) -> Path:
@@ -47,8 +47,8 @@ def results_path(out: Path, machine: dict, started: dt.datetime) -> Path:
 def _parse(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", choices=SUITE_CHOICES, default="all",
-                        help="ops: fused operators; train: training img/s and peak memory; data: loader img/s "
-                             "(default: %(default)s)")
+                        help="ops: fused operators; train: training img/s and peak memory; data: loader img/s; "
+                             "memory: the pix2pix D's memory in the in-place vs standard mode (default: %(default)s)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
                         help="auto: cuda when available, else cpu (default)")
     parser.add_argument("--quick", action="store_true",
@@ -101,7 +101,8 @@ def _run_suite(session: Session, name: str, device: str, quick: bool, deadline: 
         state["status"] = f"error: {error_reason(exc)}"
         session.log(f"{name}: suite failed: {error_reason(exc)}")
     state["elapsed_s"] = round(session.elapsed() - began, 1)
-    _plot(session, name)
+    if name in PLOTTED_SUITES:
+        _plot(session, name)
     session.save()
     return state["status"] == "complete"
 

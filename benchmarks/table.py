@@ -12,10 +12,11 @@ import json
 from pathlib import Path
 
 from benchmarks import targets
-from benchmarks.cases import BYTE_MODEL_NOTE, BYTE_MODELS, IMPLS
+from benchmarks.cases import BYTE_MODEL_NOTE, BYTE_MODELS, IMPLS, PEER_IMPLS, PEER_NOTE
 from benchmarks.machine import CPU_PEAK_NOTE
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+PLOTTED_SUITES = ("ops", "train", "data")  # the memory suite's few rows read better as a table
 _CELL = {"compile failed": "compile failed", "error": "error", "skipped": "skipped"}
 
 
@@ -120,10 +121,13 @@ def _table(result: dict, op: str) -> list[str]:
                  f"Bytes: {BYTE_MODELS['d_loss']}. {BYTE_MODEL_NOTE}", ""]
         head = ["mode", "logits"]
         gbps = "fused GB/s (2(\\|real\\|+\\|fake\\|))"
-    head += ["eager ms", "compiled ms", "fused ms", gbps, "fused vs eager", "fused vs compiled",
-             "compiled vs eager"]
+    peers = [impl for impl in PEER_IMPLS if any(impl in impls for _, impls in groups)]
+    head += [f"{impl} ms" for impl in IMPLS + tuple(peers)]
+    head += [gbps, "fused vs eager", "fused vs compiled", "compiled vs eager"] + [f"fused vs {p}" for p in peers]
     if gpu:
         head += ["fused % of copy"] + (["fused % of peak"] if peak else [])
+    if peers:
+        lines += [f"Peers: {PEER_NOTE}.", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (mode, layout, dtype, pass_, shape), impls in groups:
         fused, compiled = impls.get("fused"), impls.get("compiled")
@@ -131,9 +135,10 @@ def _table(result: dict, op: str) -> list[str]:
         comp_ok = compiled if compiled and compiled["status"] == "ok" else None
         shape_text = "x".join(map(str, shape))
         cells = [shape_text, dtype, layout, pass_.replace("_", "+")] if op == "bn_act" else [mode, shape_text]
-        cells += [_impl_cell(impls.get(impl)) for impl in IMPLS]
+        cells += [_impl_cell(impls.get(impl)) for impl in IMPLS + tuple(peers)]
         cells += [_num(ok and ok["gbps"], ".1f"), _num(ok and ok["x_eager"], ".2f"),
                   _num(ok and ok["x_compiled"], ".2f"), _num(comp_ok and comp_ok["x_eager"], ".2f")]
+        cells += [_num(ok and ok.get(f"x_{peer}"), ".2f") for peer in peers]
         if gpu:
             cells.append(_num(ok and ok.get("pct_copy"), ".0f"))
             if peak:
@@ -194,9 +199,30 @@ def _data_table(result: dict) -> list[str]:
     return lines + [""]
 
 
+def _memory_table(result: dict) -> list[str]:
+    section = result.get("memory") or {}
+    rows = section.get("rows") or []
+    if not rows:
+        return []
+    lines = [f"### Discriminator memory: in-place vs standard mode ({section['model']})", ""]
+    lines += [f"- **{name}**: {text}" for name, text in section["variants"].items()]
+    lines += [f"- saved for backward: {section['saved']}", f"- peak: {section['peak']}", "",
+              "| input | variant | saved for backward MiB | vs standard | peak MiB | vs standard | fwd+bwd ms |",
+              "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        if row["status"] != "ok":
+            lines.append(f"| {row['label']} | {row['variant']} | {_CELL.get(row['status'], row['status'])} "
+                         f"| – | – | – | – |")
+            continue
+        lines.append(f"| {row['label']} | {row['variant']} | {_num(row['saved_mib'], '.1f')} | "
+                     f"{_num(row['saved_vs_standard'], '.2f')} | {_num(row['peak_mib'], '.1f')} | "
+                     f"{_num(row['peak_vs_standard'], '.2f')} | {_num(row['median_ms'], '.2f')} |")
+    return lines + [""]
+
+
 def _plot_links(path: Path) -> list[str]:
     """Images of the plots written beside the JSON (benchmarks.plots names them <stem>-<suite>.png)."""
-    names = [f"{path.stem}-{suite}.png" for suite in ("ops", "train", "data")]
+    names = [f"{path.stem}-{suite}.png" for suite in PLOTTED_SUITES]
     return [f"![{name}]({name})" for name in names if (path.parent / name).exists()]
 
 
@@ -206,6 +232,7 @@ def _row_notes(result: dict) -> list[str]:
     listed += [(f"{row['label']} {row['config']}", row) for row in (result.get("train") or {}).get("rows", [])]
     listed += [(row["label"], row) for row in (result.get("data") or {}).get("rows", [])
                if row["status"] != "not available"]
+    listed += [(f"memory {row['label']} {row['variant']}", row) for row in (result.get("memory") or {}).get("rows", [])]
     notes = [f"- {name}: {_escape(row['note'])}" for name, row in listed
              if row.get("note") and row["status"] != "skipped"]
     skipped: dict[str, int] = {}
@@ -234,7 +261,8 @@ def _render_result(path: Path, result: dict) -> list[str]:
     links = _plot_links(path)
     if links:
         lines += [" ".join(links), ""]
-    lines += _train_table(result) + _data_table(result) + _table(result, "bn_act") + _table(result, "d_loss")
+    lines += (_train_table(result) + _data_table(result) + _memory_table(result) + _table(result, "bn_act")
+              + _table(result, "d_loss"))
     notes = _row_notes(result)
     if notes:
         lines += ["Notes:", ""] + notes + [""]

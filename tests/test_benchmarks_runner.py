@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -39,14 +40,15 @@ def test_json_records_the_machine_and_every_suite(quick_run):
     _, json_path, result, _ = quick_run
     assert re.fullmatch(rf"cpu-[a-z0-9-]+-{result['machine']['cpu_count']}cpu-\d{{8}}-\d{{4}}\.json", json_path.name)
     assert result["schema"] == 2 and result["complete"] is True and result["finished"]
-    assert result["args"] == {"device": "cpu", "mode": "quick", "time_budget": 1.0, "suites": ["train", "data", "ops"]}
+    assert result["args"] == {"device": "cpu", "mode": "quick", "time_budget": 1.0,
+                              "suites": ["train", "data", "memory", "ops"]}
     machine = result["machine"]
     for key in ("device_name", "cpu_count", "torch", "fastgan_version", "fastgan", "python"):
         assert machine[key], key
     assert "dali" in machine and "driver" not in machine  # the GPU driver is recorded on CUDA runs only
     assert result["peak_bandwidth_gbps"] is None and result["peak_bandwidth_note"].startswith("n/a (CPU)")
     assert {name: state["status"] for name, state in result["suites"].items()} == {
-        "train": "complete", "data": "complete", "ops": "complete"}
+        "train": "complete", "data": "complete", "memory": "complete", "ops": "complete"}
     assert [v["status"] for v in result["checks"]] and all(v["status"] in ("PASS", "FAIL", "N/A")
                                                            for v in result["checks"])
 
@@ -84,21 +86,46 @@ def test_data_suite_times_the_torch_loader_and_plans_dali(quick_run):
 
 
 def test_ops_suite_runs_the_first_case_in_every_implementation(quick_run):
+    from benchmarks.cases import impls_for
+    from benchmarks.ops_suite import plan
+
     _, _, result, _ = quick_run
     first = [r for r in result["rows"] if r["status"] != "skipped"]
-    assert [r["impl"] for r in first] == ["eager", "compiled", "fused"]
+    impls = impls_for(plan("cpu", quick=True)[0][0])
+    assert [r["impl"] for r in first] == list(impls)
     eager, fused = first[0], first[2]
     assert fused["status"] == "ok" and eager["status"] == "ok"
     assert fused["x_eager"] == pytest.approx(eager["median_ms"] / fused["median_ms"])
     assert fused["gbps"] == pytest.approx(fused["bytes"] / fused["median_ms"] * 1e3 / 1e9)
-    assert all(r["status"] == "skipped" for r in result["rows"][3:]) and len(result["rows"]) > 3
+    # Interleaved: every implementation got the same number of samples, one per round.
+    assert len({len(r["samples_ms"]) for r in first if r["status"] == "ok"}) == 1
+    rest = result["rows"][len(impls):]
+    assert rest and all(r["status"] == "skipped" for r in rest)
+
+
+def test_memory_suite_shows_the_in_place_mode_keeping_less_for_backward(quick_run):
+    _, _, result, _ = quick_run
+    memory = result["memory"]
+    rows = {r["variant"]: r for r in memory["rows"]}
+    assert list(rows)[:3] == ["reference", "standard", "in-place"]
+    assert all(r["status"] == "ok" and r["peak_mib"] is None and r["median_ms"] > 0 for r in rows.values())
+    # Standard mode keeps the maps the stock layers keep (they differ in per-channel vectors only);
+    # in-place mode drops each layer's conv output: 3 BN layers of the 70x70 PatchGAN at 4x6x64x64
+    # -> (128x16x16 + 256x8x8 + 512x7x7) x 4 images x 4 bytes.
+    assert rows["standard"]["saved_mib"] == pytest.approx(rows["reference"]["saved_mib"], rel=0.01)
+    dropped = (128 * 16 * 16 + 256 * 8 * 8 + 512 * 7 * 7) * 4 * 4 / 2 ** 20
+    assert rows["standard"]["saved_mib"] - rows["in-place"]["saved_mib"] == pytest.approx(dropped)
+    assert rows["in-place"]["saved_vs_standard"] == pytest.approx(rows["in-place"]["saved_mib"]
+                                                                 / rows["standard"]["saved_mib"])
+    assert memory["peak"] == "n/a (CPU)"
 
 
 def test_markdown_table_and_plots_are_written(quick_run):
     out, json_path, result, stdout = quick_run
     readme = (out / "README.md").read_text()
     assert f"`{json_path.name}`" in readme
-    for heading in ("### Training steps", "### Data loading", "### BatchNorm2d + LeakyReLU(0.2)"):
+    for heading in ("### Training steps", "### Data loading", "### Discriminator memory",
+                    "### BatchNorm2d + LeakyReLU(0.2)"):
         assert heading in readme
     assert "| pix2pix 64x64 batch 1 width 32 | pix2pix 256x256 batch 1 |" in readme
     assert "peak bandwidth n/a (CPU)" in readme and "| n/a (CPU) | n/a (CPU) |" in readme
@@ -114,7 +141,7 @@ def test_unknown_suite_is_rejected_with_the_choices():
     done = _run("--suite", "everything", "--out", "/nonexistent", timeout=60)
     assert done.returncode == 2
     assert "argument --suite: invalid choice: 'everything' (choose from" in done.stderr
-    assert re.search(r"ops'?, '?train'?, '?data'?, '?all", done.stderr), done.stderr
+    assert re.search(r"ops'?, '?train'?, '?data'?, '?memory'?, '?all", done.stderr), done.stderr
 
 
 def _cuda_train_result(speedups: dict) -> dict:
@@ -156,3 +183,47 @@ def test_cuda_training_table_shows_speedup_and_peak_memory():
     result = _cuda_train_result({FULL_CASES[1]: 2.5})
     assert _train_table(result)[-2] == ("| pix2pix 256x256 batch 16 | – | 10.0 | 25.0 | 2.50 | 1600.0 | 640.0 | 2048 "
                                         "| 1024 |")
+
+
+class _StubABN(torch.nn.Module):
+    """Stands in for inplace_abn's modules (not installed in CI): BN + LeakyReLU with its constructor."""
+
+    def __init__(self, num_features, activation="leaky_relu", activation_param=0.01):
+        super().__init__()
+        assert activation == "leaky_relu"
+        self.bn, self.slope = torch.nn.BatchNorm2d(num_features), activation_param
+
+    def forward(self, x):
+        return torch.nn.functional.leaky_relu(self.bn(x), self.slope)
+
+
+def test_peer_rows_are_timed_interleaved_and_tabled_when_inplace_abn_imports(tmp_path, monkeypatch):
+    import types
+
+    from benchmarks import cases
+    from benchmarks.ops_suite import OpsRunner
+    from benchmarks.session import Session
+    from benchmarks.table import _table
+    from benchmarks.timing import Timer
+
+    stub = types.ModuleType("inplace_abn")
+    stub.InPlaceABN, stub.ABN = type("InPlaceABN", (_StubABN,), {}), type("ABN", (_StubABN,), {})
+    monkeypatch.setitem(sys.modules, "inplace_abn", stub)
+    monkeypatch.setattr(cases, "_compile", lambda module: module)  # the compile itself is not under test
+    result = {"machine": {"device": "cpu"}, "rows": [], "copy_bandwidth_gbps": None, "peak_bandwidth_gbps": None}
+    runner = OpsRunner(Session(tmp_path / "r.json", result, 0.0), "cpu", Timer("cpu", 0.001, reps=3, warmup=1),
+                       deadline=1e9)
+    runner.run_case(cases.BnCase((2, 4, 8, 8)), "fwd_bwd", first_case=True)
+    rows = {r["impl"]: r for r in result["rows"]}
+    assert list(rows) == ["eager", "compiled", "fused", "inplace_abn", "abn"]
+    assert all(r["status"] == "ok" and len(r["samples_ms"]) == 3 for r in rows.values())
+    fused = rows["fused"]
+    for peer in ("inplace_abn", "abn"):
+        assert fused[f"x_{peer}"] == pytest.approx(rows[peer]["median_ms"] / fused["median_ms"])
+    table = "\n".join(_table(result, "bn_act"))
+    assert "| inplace_abn ms | abn ms |" in table and "| fused vs inplace_abn | fused vs abn |" in table
+    assert "Peers: inplace_abn rows" in table
+    # Without the peers the case times the three implementations only.
+    monkeypatch.setitem(sys.modules, "inplace_abn", None)
+    assert cases.impls_for(cases.BnCase((2, 4, 8, 8))) == cases.IMPLS
+    assert cases.impls_for(cases.LossCase("vanilla", 1, 30)) == cases.IMPLS
