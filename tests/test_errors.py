@@ -233,30 +233,59 @@ def test_logits_on_different_devices():
 
 # ---------------------------------------------------------------- raw operators
 
-# name -> (statement, fragment of the expected message). Run in a child process: a kernel
+# name -> (statement, the expected message or a part of it). Run in a child process: a kernel
 # that crashes on bad arguments must fail its test, not take the test runner down with it.
+# Whole messages pin the text of numbers, shapes, dtypes and devices, which csrc/common.h
+# writes without an ostream: the same as torch's (sizes [2, 3], dtypes Float, doubles as %g).
 RAW_CASES = {
-    "stats-3d": ("f.bn_stats(torch.randn(2, 3, 4, device=d))", "must be 4-D"),
+    "stats-3d": ("f.bn_stats(torch.randn(2, 3, 4, device=d))",
+                 "fastgan: input must be 4-D (N, C, H, W), got 3-D"),
     "stats-int": ("f.bn_stats(torch.ones(2, 3, 4, 4, dtype=torch.int32, device=d))",
-                  "float32/float16/bfloat16/float64"),
-    "apply-mean-shape": ("f.bn_act_apply(x, torch.zeros(4, device=d), o, None, None, 0.2, False)", "mean must have shape"),
-    "apply-invstd-dtype": ("f.bn_act_apply(x, z, o.double(), None, None, 0.2, False)", "invstd must be"),
-    "apply-weight-2d": ("f.bn_act_apply(x, z, o, torch.ones(3, 1, device=d), None, 0.2, False)", "weight must have shape"),
-    "train-bias-shape": ("f.bn_act_train(x, None, torch.zeros(2, device=d), 1e-5, 0.2, False)", "bias must have shape"),
-    "train-weight-dtype": ("f.bn_act_train(x, o.half(), None, 1e-5, 0.2, False)", "weight must be"),
+                  "fastgan: input must be float32/float16/bfloat16/float64, got Int"),
+    "apply-mean-shape": ("f.bn_act_apply(x, torch.zeros(4, device=d), o, None, None, 0.2, False)",
+                         "fastgan: mean must have shape (3,), got [4]"),
+    "apply-mean-0d": ("f.bn_act_apply(x, torch.zeros((), device=d), o, None, None, 0.2, False)",
+                      "fastgan: mean must have shape (3,), got []"),
+    "apply-invstd-dtype": ("f.bn_act_apply(x, z, o.double(), None, None, 0.2, False)",
+                           "fastgan: invstd must be Float, got Double"),
+    "apply-weight-2d": ("f.bn_act_apply(x, z, o, torch.ones(3, 1, device=d), None, 0.2, False)",
+                        "fastgan: weight must have shape (3,), got [3, 1]"),
+    "train-bias-shape": ("f.bn_act_train(x, None, torch.zeros(2, device=d), 1e-5, 0.2, False)",
+                         "fastgan: bias must have shape (3,), got [2]"),
+    "train-weight-dtype": ("f.bn_act_train(x, o.half(), None, 1e-5, 0.2, False)",
+                           "fastgan: weight must be Float, got Half"),
     "reduce-grad-shape": ("f.bn_act_backward_reduce(torch.randn(2, 3, 4, 5, device=d), x, z, o, None, None, 0.2, False)",
-                          "grad_out has shape"),
-    "reduce-grad-dtype": ("f.bn_act_backward_reduce(x.double(), x, z, o, None, None, 0.2, False)", "grad_out"),
-    "reduce-negative-slope-output": ("f.bn_act_backward_reduce(x, x, z, o, None, None, -0.2, True)", "negative"),
+                          "fastgan: grad_out has shape [2, 3, 4, 5] but saved has shape [2, 3, 4, 4]"),
+    "reduce-grad-dtype": ("f.bn_act_backward_reduce(x.double(), x, z, o, None, None, 0.2, False)",
+                          "fastgan: grad_out is Double but saved is Float"),
+    "reduce-negative-slope-output": ("f.bn_act_backward_reduce(x, x, z, o, None, None, -0.2, True)",
+                                     "fastgan: recovering from the output needs negative_slope > 0, got -0.2"),
+    "reduce-zero-slope-output": ("f.bn_act_backward_reduce(x, x, z, o, None, None, 0.0, True)",
+                                 "negative_slope > 0, got 0"),
     "input-mean-dz-shape": ("f.bn_act_backward_input(x, x, z, o, None, None, torch.zeros(5, device=d), z, 0.2, False)",
-                            "must have shape"),
+                            "fastgan: mean_dz must have shape (3,), got [5]"),
     "d-loss-mode": ("f.gan_d_loss(torch.randn(2, 1, device=d), torch.randn(2, 1, device=d), 'bce', 1.0, 0.0)",
-                    "unknown GAN loss mode 'bce'; valid modes are vanilla, lsgan, hinge, wgan"),
+                    "fastgan: unknown GAN loss mode 'bce'; valid modes are vanilla, lsgan, hinge, wgan"),
     "g-loss-mode": ("f.gan_g_loss(torch.randn(2, 1, device=d), '', 1.0)", "valid modes are"),
-    "d-loss-empty": ("f.gan_d_loss(torch.randn(0, device=d), torch.randn(2, device=d), 'vanilla', 1.0, 0.0)", "is empty"),
-    "g-loss-int": ("f.gan_g_loss(torch.ones(2, dtype=torch.long, device=d), 'lsgan', 1.0)", "floating-point"),
+    "d-loss-empty": ("f.gan_d_loss(torch.randn(0, device=d), torch.randn(2, device=d), 'vanilla', 1.0, 0.0)",
+                     "fastgan: real_logits is empty"),
+    "d-loss-dtypes": ("f.gan_d_loss(torch.randn(2, device=d), torch.randn(2, device=d).double(), 'vanilla', 1.0, 0.0)",
+                      "fastgan: real_logits is Float but fake_logits is Double"),
+    "g-loss-int": ("f.gan_g_loss(torch.ones(2, dtype=torch.long, device=d), 'lsgan', 1.0)",
+                   "fastgan: fake_logits must be a floating-point tensor, got Long"),
+}
+# Tensors on two devices: only a CUDA kernel is handed them (CPU with CUDA dispatches to CUDA).
+RAW_CUDA_CASES = {
+    "apply-mean-device": ("f.bn_act_apply(x, z.cpu(), o, None, None, 0.2, False)",
+                          "fastgan: mean is on cpu but the input is on cuda:0"),
+    "reduce-grad-device": ("f.bn_act_backward_reduce(x.cpu(), x, z, o, None, None, 0.2, False)",
+                           "fastgan: grad_out is on cpu but saved is on cuda:0"),
+    "d-loss-devices": ("f.gan_d_loss(torch.randn(2, device=d), torch.randn(2), 'vanilla', 1.0, 0.0)",
+                       "fastgan: real_logits is on cuda:0 but fake_logits is on cpu"),
 }
 RAW_DEVICES = ["cpu"] + (["cuda"] if fops.backend_info()["cuda"] else [])
+RAW_CASES_BY_DEVICE = {device: {**RAW_CASES, **(RAW_CUDA_CASES if device == "cuda" else {})}
+                       for device in RAW_DEVICES}
 
 _RAW_SCRIPT = """
 import json, sys, torch, fastgan.ops
@@ -283,8 +312,8 @@ def raw_results():
     """Runs every raw-op case in child processes; a case whose process dies is recorded as a
     crash and the rest continue in a fresh process."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    pending = [[f"{device}-{name}", device, statement] for device in RAW_DEVICES
-               for name, (statement, _) in RAW_CASES.items()]
+    pending = [[f"{device}-{name}", device, statement] for device, cases in RAW_CASES_BY_DEVICE.items()
+               for name, (statement, _) in cases.items()]
     results = {}
     while pending:
         proc = subprocess.run([sys.executable, "-c", _RAW_SCRIPT, json.dumps(pending)], env=env,
@@ -310,8 +339,8 @@ def raw_results():
 
 
 @requires_compiled
-@pytest.mark.parametrize("device", [pytest.param(d, marks=[pytest.mark.cuda] if d == "cuda" else []) for d in RAW_DEVICES])
-@pytest.mark.parametrize("case", list(RAW_CASES))
+@pytest.mark.parametrize("case, device", [pytest.param(case, device, marks=[pytest.mark.cuda] if device == "cuda" else [])
+                                          for device, cases in RAW_CASES_BY_DEVICE.items() for case in cases])
 def test_raw_op_errors(raw_results, case, device):
     """Calling torch.ops.fastgan.* directly with bad arguments raises RuntimeError with the
     kernel's 'fastgan:' message (TORCH_CHECK); it never crashes the process."""
@@ -319,7 +348,7 @@ def test_raw_op_errors(raw_results, case, device):
     assert outcome["kind"] != "crash", f"the process died (a segfault is -11): {outcome['message']}"
     assert outcome["kind"] == "RuntimeError", outcome
     assert "fastgan" in outcome["message"]
-    assert RAW_CASES[case][1] in outcome["message"]
+    assert RAW_CASES_BY_DEVICE[device][case][1] in outcome["message"]
 
 
 @requires_compiled
