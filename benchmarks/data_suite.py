@@ -1,53 +1,69 @@
-"""The data suite: loader images/s of the torch DataLoader and of fastgan's DALI loader.
+"""The data suite: loader images/s of the torch DataLoader vs fastgan's DALI loader, and the
+share of a pix2pix training step spent waiting for data with each.
 
-The aligned-JPEG rows run pix2pix's input pipeline as the trainer does (decode an A|B
-JPEG, resize both halves to 286, one random 256 crop and flip for both, tensors in
-[-1, 1], collate, pinned memory on CUDA) over files written from the embedded photos:
-the baseline a GPU loader has to beat. The embedded row reads the in-memory default
-dataset, so it shows the loader's own overhead with no decoding at all.
+Loader rows run pix2pix's input pipeline as the trainer does (decode an A|B JPEG, resize
+both halves to 286/256 of the crop, one random crop and flip for both, tensors in [-1, 1],
+collate; pinned memory on CUDA) over 2,000 real photos per size, 256^2 and 512^2, written
+from the embedded photographs (random crops, resized) beside their Canny edges. Both
+loaders read the same files with the same crops, batch 16, workers or threads = the CPUs.
 
-The first 2 x workers + 1 batches are not timed: they are worker start-up and the
-batches prefetched meanwhile, not throughput. At least 4 x workers batches are timed.
-The DALI row reads the same files with the same crops through fastgan.data.dali on the
-run's device (its CPU operators on a CPU run); its first 2 batches (pipeline build) are
-not timed.
+The data-wait rows train pix2pix (batch 16, the fastgan configuration of the training
+suite) from the trainer's own loader (fastgan.train.make_loader) and time, per step, how
+long the loop blocks on the next batch and its copy to the device against the whole step,
+synchronised at its end as the trainer's per-step finiteness check does.
 """
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
 from benchmarks.cases import error_reason
 from benchmarks.machine import cpu_count
 from benchmarks.session import Session
-from fastgan.data import AlignedDataset, DefaultEdges2Photo, collate_skipping
+from benchmarks.training import TrainCase, build_trainer_step, fastgan_config
+from fastgan.config import Config
+from fastgan.data import AlignedDataset, DefaultEdges2Photo, canny_edges, collate_skipping
 from fastgan.data.dali import dali_import_error
+from fastgan.data.default import default_photo_names, load_photo
+from fastgan.data.sampler import ShardedSampler
+from fastgan.train import make_loader, to_device
 
 NAME = "data"
 DATASETS = ("aligned-jpeg", "embedded")
+LOADERS = {"torch": "torch DataLoader", "dali": "DALI"}
 MAX_WORKERS = 16
+BATCH = 16
 
 
 @dataclass(frozen=True)
 class LoaderCase:
+    """Loader-only throughput over one dataset at one crop size."""
+
     dataset: str
     workers: int
-    batch: int = 16
-    load_size: int = 286
     crop_size: int = 256
+    batch: int = BATCH
     loader: str = "torch"
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {self.dataset!r}")
-        if self.loader not in ("torch", "dali"):
-            raise ValueError(f"loader must be torch or dali; got {self.loader!r}")
+        if self.loader not in LOADERS:
+            raise ValueError(f"loader must be one of {', '.join(LOADERS)}; got {self.loader!r}")
+
+    @property
+    def load_size(self) -> int:
+        """pix2pix's 286 for 256 crops, in proportion for other sizes."""
+        return self.crop_size * 286 // 256
 
     @property
     def label(self) -> str:
@@ -56,32 +72,80 @@ class LoaderCase:
         return f"{prefix}{self.dataset} {self.crop_size}x{self.crop_size} batch {self.batch}, {workers}"
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "label": self.label}
+        return {**asdict(self), "load_size": self.load_size, "label": self.label}
 
 
-def plan() -> list[LoaderCase]:
-    """Workers = the CPUs (the loader's best case) first, then loading in the training process."""
+@dataclass(frozen=True)
+class WaitCase:
+    """pix2pix training fed by one loader: how much of each step is spent waiting for data."""
+
+    train: TrainCase
+    workers: int
+    loader: str = "torch"
+
+    @property
+    def label(self) -> str:
+        return f"{LOADERS[self.loader]}: {self.train.label}"
+
+    def as_dict(self) -> dict:
+        return {**self.train.as_dict(), "loader": LOADERS[self.loader], "workers": self.workers,
+                "case": self.train.label, "label": self.label}
+
+
+def wait_train_case(device: str, quick: bool) -> TrainCase:
+    """The issue's pix2pix at batch 16; a reduced stand-in for a CPU smoke run."""
+    if device == "cpu" and quick:
+        return TrainCase("pix2pix", 64, 4, width=32, stands_for="pix2pix 256x256 batch 16")
+    return TrainCase("pix2pix", 256, BATCH)
+
+
+def plan(device: str, quick: bool) -> list[LoaderCase | WaitCase]:
+    """Most important first: the 256^2 loader pair, the data-wait pair, the 512^2 pair, then the
+    torch loader without workers and the in-memory set (the loader's own overhead)."""
     workers = min(cpu_count(), MAX_WORKERS)
-    return [LoaderCase("aligned-jpeg", workers), LoaderCase("aligned-jpeg", 0), LoaderCase("embedded", 0),
-            LoaderCase("aligned-jpeg", workers, loader="dali")]
+    train = wait_train_case(device, quick)
+    return [LoaderCase("aligned-jpeg", workers), LoaderCase("aligned-jpeg", workers, loader="dali"),
+            WaitCase(train, workers), WaitCase(train, workers, loader="dali"),
+            LoaderCase("aligned-jpeg", workers, 512), LoaderCase("aligned-jpeg", workers, 512, loader="dali"),
+            LoaderCase("aligned-jpeg", 0), LoaderCase("embedded", 0)]
 
 
-def schedule(quick: bool) -> dict:
-    return {"files": 64 if quick else 256, "timed_batches": 8 if quick else 32}
+def schedule(device: str, quick: bool) -> dict:
+    """Files per size; timed loader batches (one pass over the files in a full run); timed training steps."""
+    return {"files": 64 if quick else 2000, "timed_batches": 8 if quick else 2000 // BATCH,
+            "timed_steps": 6 if quick else (40 if device == "cuda" else 10)}
 
 
-def write_aligned_jpegs(pairs: DefaultEdges2Photo, folder: Path) -> Path:
-    """One A|B JPEG (edges | photo side by side) per pair, as the public pix2pix datasets store them."""
+def _write_pair(folder: Path, photos: list[Image.Image], size: int, seed: int, index: int) -> None:
+    """One A|B JPEG: a random square crop of a photo resized to size x size (B) beside its Canny edges (A)."""
+    rng = np.random.default_rng([seed, index])
+    photo = photos[int(rng.integers(len(photos)))]
+    shorter = min(photo.size)
+    side = int(rng.integers(shorter // 2, shorter + 1))
+    left, top = int(rng.integers(photo.width - side + 1)), int(rng.integers(photo.height - side + 1))
+    b = np.asarray(photo.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC))
+    a = canny_edges(b, 100, 200, 3, invert=True)
+    Image.fromarray(np.concatenate([a, b], axis=1)).save(folder / f"{index:05d}.jpg", quality=95)
+
+
+def write_photo_pairs(folder: Path, count: int, size: int, seed: int = 0) -> Path:
+    """`count` aligned edges|photo JPEGs from the embedded training photos, as the public pix2pix
+    datasets store them; written by a thread per CPU (PIL and OpenCV release the GIL)."""
     folder.mkdir(parents=True, exist_ok=True)
-    for index in range(len(pairs)):
-        Image.fromarray(np.concatenate([pairs.a[index], pairs.b[index]], axis=1)).save(
-            folder / f"{index:05d}.jpg", quality=95)
+    photos = [load_photo(stem) for stem in default_photo_names("train")]
+    with ThreadPoolExecutor(max_workers=cpu_count()) as pool:
+        list(pool.map(lambda index: _write_pair(folder, photos, size, seed, index), range(count)))
     return folder
 
 
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
 def images_per_s(dataset, case: LoaderCase, timed_batches: int, pin_memory: bool) -> dict:
-    """Steady-state loader throughput: at least four batches per worker are timed, so every worker
-    contributes several."""
+    """Steady-state torch DataLoader throughput: the first 2 x workers + 1 batches (start-up and what
+    was prefetched meanwhile) are not timed, then at least four batches per worker are."""
     skipped = 2 * case.workers + 1
     timed_batches = max(timed_batches, 4 * case.workers)
     count = (skipped + timed_batches) * case.batch
@@ -97,17 +161,16 @@ def images_per_s(dataset, case: LoaderCase, timed_batches: int, pin_memory: bool
 
 
 def dali_images_per_s(dataset, case: LoaderCase, timed_batches: int, device: str) -> dict:
-    """DALILoader throughput over the same files; a plain index list stands in for the sampler."""
-    import torch
-
+    """DALILoader throughput over the same files; a plain index list stands in for the sampler.
+    Its first 2 batches (pipeline build) are not timed."""
     from fastgan.data.dali import DALILoader
+
     skipped = 2
     order = [i % len(dataset) for i in range((skipped + timed_batches) * case.batch)]
     loader = DALILoader(dataset, order, case.batch, torch.device(device), num_threads=max(1, case.workers))
     images, begin = 0, None
     for index, batch in enumerate(loader):
-        if device == "cuda":
-            torch.cuda.synchronize()
+        _sync(device)
         if index == skipped - 1:
             begin = time.perf_counter()
         elif index >= skipped:
@@ -116,52 +179,143 @@ def dali_images_per_s(dataset, case: LoaderCase, timed_batches: int, device: str
     return {"img_per_s": images / seconds, "images_timed": images, "seconds": seconds, "batches_not_timed": skipped}
 
 
-def _row(case: LoaderCase, files: int, pin_memory: bool, status: str = "ok", note: str | None = None) -> dict:
-    name = "torch DataLoader" if case.loader == "torch" else "DALI"
-    return {**case.as_dict(), "loader": name, "files": files if case.dataset == "aligned-jpeg" else None,
-            "pin_memory": pin_memory, "status": status, "note": note, "img_per_s": None}
+def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
+    """Per-step data wait of pix2pix training fed by the trainer's own loader. The first
+    2 x workers + 1 steps (worker start-up, cuDNN autotuning, prefetched batches) are not timed."""
+    config = fastgan_config(device)
+    trainer_step = build_trainer_step(case.train, config, device)
+    sampler = ShardedSampler(len(dataset), case.train.batch, seed=0)
+    cfg = Config()
+    cfg.data.num_workers = case.workers
+    loader, name, why = make_loader(dataset, sampler, cfg, torch.device(device), config.channels_last, 1,
+                                    case.loader)
+    if name != case.loader:
+        raise RuntimeError(f"make_loader chose {name}: {why}")
+
+    def batches():
+        epoch = 0
+        while True:
+            sampler.set_epoch(epoch)
+            dataset.set_epoch(epoch)
+            yield from loader
+            epoch += 1
+
+    warmup = 2 * case.workers + 1
+    waits, steps = [], []
+    stream = batches()
+    for index in range(warmup + timed_steps):
+        begin = time.perf_counter()
+        batch = to_device(next(stream), torch.device(device), config.channels_last)
+        _sync(device)
+        fed = time.perf_counter()
+        trainer_step(batch)
+        _sync(device)
+        if index >= warmup:
+            waits.append(fed - begin)
+            steps.append(time.perf_counter() - begin)
+    return {"wait_pct": 100 * sum(waits) / sum(steps), "median_wait_ms": statistics.median(waits) * 1e3,
+            "median_step_ms": statistics.median(steps) * 1e3, "img_per_s": case.train.batch * len(steps) / sum(steps),
+            "steps_timed": len(steps), "steps_not_timed": warmup, "why": why}
+
+
+def _loader_row(case: LoaderCase, files: int, pin_memory: bool, status: str = "ok", note: str | None = None) -> dict:
+    return {**case.as_dict(), "loader": LOADERS[case.loader],
+            "files": files if case.dataset == "aligned-jpeg" else None, "pin_memory": pin_memory,
+            "status": status, "note": note, "img_per_s": None, "x_torch": None}
+
+
+def _wait_row(case: WaitCase, files: int, status: str = "ok", note: str | None = None) -> dict:
+    return {**case.as_dict(), "files": files, "status": status, "note": note, "wait_pct": None,
+            "median_wait_ms": None, "median_step_ms": None, "img_per_s": None}
+
+
+def _empty_row(case, sched: dict, pin_memory: bool, status: str = "ok", note: str | None = None) -> dict:
+    if isinstance(case, WaitCase):
+        return _wait_row(case, sched["files"], status, note)
+    return _loader_row(case, sched["files"], pin_memory, status, note)
+
+
+def _fill_dali_ratios(rows: list[dict]) -> None:
+    """x_torch on each DALI row: its img/s over the torch DataLoader's on the same files and size."""
+    torch_rows = {(r["dataset"], r["crop_size"], r["workers"]): r for r in rows
+                  if r["loader"] == LOADERS["torch"] and r["status"] == "ok"}
+    for row in rows:
+        base = torch_rows.get((row["dataset"], row["crop_size"], row["workers"]))
+        if row["loader"] == LOADERS["dali"] and row["status"] == "ok" and base:
+            row["x_torch"] = row["img_per_s"] / base["img_per_s"]
+
+
+class Datasets:
+    """The suite's datasets, made on first use: JPEG folders per size, the in-memory set."""
+
+    def __init__(self, tmp: Path, files: int, session: Session):
+        self.tmp, self.files, self.session = tmp, files, session
+        self.folders: dict[int, Path] = {}
+
+    def folder(self, size: int) -> Path:
+        if size not in self.folders:
+            began = time.perf_counter()
+            self.folders[size] = write_photo_pairs(self.tmp / f"aligned-{size}", self.files, size)
+            self.session.log(f"data: wrote {self.files} aligned {size}x{size} JPEG pairs in "
+                             f"{time.perf_counter() - began:.1f} s")
+        return self.folders[size]
+
+    def aligned(self, crop_size: int, load_size: int) -> AlignedDataset:
+        return AlignedDataset(self.folder(crop_size), load_size=load_size, crop_size=crop_size, flip=True,
+                              train=True)
+
+    def for_case(self, case) -> object:
+        if isinstance(case, WaitCase):
+            size = case.train.image_size
+            return self.aligned(size, size * 286 // 256)
+        if case.dataset == "embedded":
+            return DefaultEdges2Photo("train", image_size=case.crop_size, samples=min(self.files, 512))
+        return self.aligned(case.crop_size, case.load_size)
+
+
+def _measure(case, dataset, sched: dict, device: str, pin_memory: bool) -> dict:
+    if isinstance(case, WaitCase):
+        return data_wait(dataset, case, sched["timed_steps"], device)
+    if case.loader == "dali":
+        return dali_images_per_s(dataset, case, sched["timed_batches"], device)
+    return images_per_s(dataset, case, sched["timed_batches"], pin_memory)
+
+
+def _progress(row: dict) -> str:
+    if row["status"] != "ok":
+        return f"data: {row['label']:<58} {row['note']}"
+    if "wait_pct" in row:
+        return (f"data: {row['label']:<58} waits {row['wait_pct']:5.2f}% of the step "
+                f"({row['median_wait_ms']:.2f} of {row['median_step_ms']:.1f} ms)")
+    ratio = f"  {row['x_torch']:.2f}x torch" if row.get("x_torch") else ""
+    return f"data: {row['label']:<58} {row['img_per_s']:9.1f} img/s{ratio}"
 
 
 def run(session: Session, device: str, quick: bool, deadline: float) -> None:
-    sched = schedule(quick)
+    sched = schedule(device, quick)
     pin_memory = device == "cuda"
-    section = session.result["data"] = {"schedule": sched, "rows": []}
-    cases = plan()
+    section = session.result["data"] = {"schedule": sched, "rows": [], "wait_rows": []}
+    cases = plan(device, quick)
     with tempfile.TemporaryDirectory(prefix="fastgan-bench-data-") as tmp:
-        datasets: dict[str, object] = {}
+        datasets = Datasets(Path(tmp), sched["files"], session)
         for index, case in enumerate(cases):
+            rows = section["wait_rows"] if isinstance(case, WaitCase) else section["rows"]
             if not session.may_start(index, deadline):
                 note = session.skip_note(deadline)
-                section["rows"] += [_row(rest, sched["files"], pin_memory, "skipped", note) for rest in cases[index:]]
+                for rest in cases[index:]:
+                    target = section["wait_rows"] if isinstance(rest, WaitCase) else section["rows"]
+                    target.append(_empty_row(rest, sched, pin_memory, "skipped", note))
                 session.log(f"data: time budget spent: skipped the remaining {len(cases) - index} cases")
                 break
-            row = _row(case, sched["files"], pin_memory)
+            row = _empty_row(case, sched, pin_memory)
             try:
                 if case.loader == "dali" and (reason := dali_import_error()):
                     row.update(status="not available", note=reason)
-                    session.log(f"data: {case.label:<44} {reason}")
-                    section["rows"].append(row)
-                    continue
-                if case.dataset not in datasets:
-                    _add_datasets(datasets, case, Path(tmp), sched["files"])
-                measure = (dali_images_per_s(datasets[case.dataset], case, sched["timed_batches"], device)
-                           if case.loader == "dali" else
-                           images_per_s(datasets[case.dataset], case, sched["timed_batches"], pin_memory))
-                row.update(measure)
-                session.log(f"data: {case.label:<44} {row['img_per_s']:9.1f} img/s")
+                else:
+                    row.update(_measure(case, datasets.for_case(case), sched, device, pin_memory))
             except Exception as exc:
                 row.update(status="error", note=error_reason(exc))
-                session.log(f"data: {case.label:<44} {row['note']}")
-            section["rows"].append(row)
+            rows.append(row)
+            _fill_dali_ratios(section["rows"])
+            session.log(_progress(row))
             session.save()
-
-
-def _add_datasets(datasets: dict, case: LoaderCase, tmp: Path, files: int) -> None:
-    """The embedded pairs at crop size, and the JPEG folder written from them when the case reads files:
-    halves at crop size, so the loader resizes up to load_size as with the public datasets."""
-    if "embedded" not in datasets:
-        datasets["embedded"] = DefaultEdges2Photo("train", image_size=case.crop_size, samples=files)
-    if case.dataset == "aligned-jpeg":
-        folder = write_aligned_jpegs(datasets["embedded"], tmp / "aligned")
-        datasets["aligned-jpeg"] = AlignedDataset(folder, load_size=case.load_size, crop_size=case.crop_size,
-                                                  flip=True, train=True)

@@ -102,19 +102,35 @@ def _train_figure(result: dict):
 
 
 def _data_figure(result: dict):
-    """Loader img/s per loader configuration; loaders not available are named, not drawn."""
-    rows = (result.get("data") or {}).get("rows") or []
-    if not rows:
+    """Loader img/s per case, the torch DataLoader beside DALI, and each loader's data-wait share of a
+    training step; loaders not available or not run leave their bar out."""
+    section = result.get("data") or {}
+    rows, wait_rows = section.get("rows") or [], section.get("wait_rows") or []
+    if not rows and not wait_rows:
         return None
-    labels = [r["label"] for r in rows]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(labels) + 3), 4.5))
-    _bars(ax, labels, {"torch": [_ok(r, "img_per_s") for r in rows]}, "loader img/s (higher is better)", COLORS)
-    for i, row in enumerate(rows):
-        if row["status"] != "ok":
-            ax.text(i, 0.05, row["status"], rotation=90, ha="center", va="bottom", fontsize=8,
-                    transform=ax.get_xaxis_transform())
-    ax.set_title("data loading", fontsize=9)
+    cases = list(dict.fromkeys(_loader_case(r) for r in rows))
+    loaders = list(dict.fromkeys(r["loader"] for r in rows))
+    by = {(_loader_case(r), r["loader"]): r for r in rows}
+    speed = {loader: [_ok(by[(c, loader)], "img_per_s") if (c, loader) in by else None for c in cases]
+             for loader in loaders}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(max(9.0, 1.8 * len(cases) + 5), 4.5),
+                                      gridspec_kw={"width_ratios": [max(2, len(cases)), 1.5]})
+    colors = {"torch DataLoader": COLORS["torch"], "DALI": COLORS["fastgan"]}
+    _bars(left, cases, speed, "loader img/s (higher is better)", colors)
+    left.set_title("data loading", fontsize=9)
+    if wait_rows:
+        labels = [r["loader"] for r in wait_rows]
+        _bars(right, labels, {"wait %": [_ok(r, "wait_pct") for r in wait_rows]},
+              "data wait, % of the step (lower is better)", {"wait %": COLORS["compiled"]})
+        right.set_title(wait_rows[0]["label"].split(": ", 1)[-1], fontsize=9)
+    else:
+        right.axis("off")
     return fig
+
+
+def _loader_case(row: dict) -> str:
+    """A loader row's case without the loader's name: what the torch and DALI bars share."""
+    return f"{row['dataset']} {row['crop_size']}x{row['crop_size']}, {row['workers']} workers"
 
 
 FIGURES = {"ops": _ops_figure, "train": _train_figure, "data": _data_figure}

@@ -187,16 +187,29 @@ def _memory_cell(row: dict | None, result: dict) -> str:
 
 
 def _data_table(result: dict) -> list[str]:
-    rows = (result.get("data") or {}).get("rows") or []
-    if not rows:
+    section = result.get("data") or {}
+    rows, wait_rows = section.get("rows") or [], section.get("wait_rows") or []
+    if not rows and not wait_rows:
         return []
     lines = ["### Data loading (loader only, images/s)", "",
-             "| loader | case | files | img/s | status |", "|---|---|---|---|---|"]
+             "| loader | case | files | img/s | DALI vs torch | status |", "|---|---|---|---|---|---|"]
     for row in rows:
-        status = row["status"] if row["status"] == "ok" else f"{row['status']}: {_escape(row.get('note') or '')}"
         lines.append(f"| {row['loader']} | {row['label']} | {_num(row.get('files'), 'd')} | "
-                     f"{_num(row.get('img_per_s'), '.1f')} | {status} |")
+                     f"{_num(row.get('img_per_s'), '.1f')} | {_num(row.get('x_torch'), '.2f')} | {_status(row)} |")
+    if wait_rows:
+        lines += ["", "### Data wait in training (share of each step spent waiting for the next batch)", "",
+                  "| loader | case | stands for | data wait ms | step ms | wait % of step | img/s | status |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for row in wait_rows:
+            lines.append(f"| {row['loader']} | {row['case']} | {row.get('stands_for') or '–'} | "
+                         f"{_num(row.get('median_wait_ms'), '.2f')} | {_num(row.get('median_step_ms'), '.1f')} | "
+                         f"{_num(row.get('wait_pct'), '.2f')} | {_num(row.get('img_per_s'), '.1f')} | "
+                         f"{_status(row)} |")
     return lines + [""]
+
+
+def _status(row: dict) -> str:
+    return row["status"] if row["status"] == "ok" else f"{row['status']}: {_escape(row.get('note') or '')}"
 
 
 def _memory_table(result: dict) -> list[str]:
@@ -230,7 +243,8 @@ def _row_notes(result: dict) -> list[str]:
     """Every failure note once, every skip reason counted, across the suites."""
     listed = [(f"{row['label']} {row['pass']} {row['impl']}", row) for row in result.get("rows", [])]
     listed += [(f"{row['label']} {row['config']}", row) for row in (result.get("train") or {}).get("rows", [])]
-    listed += [(row["label"], row) for row in (result.get("data") or {}).get("rows", [])
+    data = result.get("data") or {}
+    listed += [(row["label"], row) for row in data.get("rows", []) + data.get("wait_rows", [])
                if row["status"] != "not available"]
     listed += [(f"memory {row['label']} {row['variant']}", row) for row in (result.get("memory") or {}).get("rows", [])]
     notes = [f"- {name}: {_escape(row['note'])}" for name, row in listed

@@ -122,8 +122,8 @@ def make_batch(case: TrainCase, device: str, channels_last: bool, seed: int = 0)
     return {key: (torch.rand(shape, generator=gen) * 2 - 1).to(device).contiguous(memory_format=fmt) for key in keys}
 
 
-def build_step(case: TrainCase, config: TrainConfig, device: str, seed: int = 0) -> Callable[[], dict]:
-    """A no-argument callable doing one trainer step (D then G) of `case` in `config`."""
+def build_trainer_step(case: TrainCase, config: TrainConfig, device: str, seed: int = 0) -> Callable[[dict], dict]:
+    """A callable doing one trainer step (D then G) of `case` in `config` on the batch it is given."""
     torch.manual_seed(seed)  # identical initial weights in every configuration
     family = build_family(_config(case, config.fused))
     if not config.fused:
@@ -136,8 +136,14 @@ def build_step(case: TrainCase, config: TrainConfig, device: str, seed: int = 0)
     scalers = {role: torch.amp.GradScaler(device, enabled=False) for role in optimizers}
     autocast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if config.precision == "bf16" else nullcontext
     nets = {"G": family.models["G"], "D": family.models["D"], "D_plain": family.models["D"]}
-    batch = make_batch(case, device, config.channels_last, seed)
 
-    def step() -> dict:
+    def step(batch: dict) -> dict:
         return train_step(family, nets, optimizers, scalers, autocast, batch, None)
     return step
+
+
+def build_step(case: TrainCase, config: TrainConfig, device: str, seed: int = 0) -> Callable[[], dict]:
+    """A no-argument callable doing one trainer step of `case` in `config` on a fixed batch."""
+    trainer_step = build_trainer_step(case, config, device, seed)
+    batch = make_batch(case, device, config.channels_last, seed)
+    return lambda: trainer_step(batch)

@@ -73,16 +73,20 @@ def test_train_suite_measures_its_first_case_and_skips_the_rest(quick_run):
     assert len(skipped) == 4 and all(r["note"].startswith("skipped: the suite's time budget") for r in skipped)
 
 
-def test_data_suite_times_the_torch_loader_and_plans_dali(quick_run):
+def test_data_suite_times_the_torch_loader_first_and_skips_the_rest(quick_run):
     _, _, result, _ = quick_run
-    rows = result["data"]["rows"]
+    data = result["data"]
+    rows, wait_rows = data["rows"], data["wait_rows"]
     assert rows[0]["loader"] == "torch DataLoader" and rows[0]["dataset"] == "aligned-jpeg"
-    assert rows[0]["status"] == "ok" and rows[0]["img_per_s"] > 0
-    timed_batches = max(result["data"]["schedule"]["timed_batches"], 4 * rows[0]["workers"])
+    assert rows[0]["status"] == "ok" and rows[0]["img_per_s"] > 0 and rows[0]["files"] == data["schedule"]["files"]
+    timed_batches = max(data["schedule"]["timed_batches"], 4 * rows[0]["workers"])
     assert rows[0]["images_timed"] == timed_batches * rows[0]["batch"]
     assert rows[0]["batches_not_timed"] == 2 * rows[0]["workers"] + 1
-    assert [r["status"] for r in rows[1:-1]] == ["skipped", "skipped"]
-    assert rows[-1]["loader"] == "DALI" and rows[-1]["status"] in ("skipped", "not available")
+    assert [r["loader"] for r in rows[1:]] == ["DALI", "torch DataLoader", "DALI", "torch DataLoader",
+                                               "torch DataLoader"]
+    assert [r["crop_size"] for r in rows] == [256, 256, 512, 512, 256, 256]
+    assert [r["loader"] for r in wait_rows] == ["torch DataLoader", "DALI"]
+    assert all(r["status"] in ("skipped", "not available") for r in rows[1:] + wait_rows)
 
 
 def test_ops_suite_runs_the_first_case_in_every_implementation(quick_run):
@@ -124,8 +128,8 @@ def test_markdown_table_and_plots_are_written(quick_run):
     out, json_path, result, stdout = quick_run
     readme = (out / "README.md").read_text()
     assert f"`{json_path.name}`" in readme
-    for heading in ("### Training steps", "### Data loading", "### Discriminator memory",
-                    "### BatchNorm2d + LeakyReLU(0.2)"):
+    for heading in ("### Training steps", "### Data loading", "### Data wait in training",
+                    "### Discriminator memory", "### BatchNorm2d + LeakyReLU(0.2)"):
         assert heading in readme
     assert "| pix2pix 64x64 batch 1 width 32 | pix2pix 256x256 batch 1 |" in readme
     assert "peak bandwidth n/a (CPU)" in readme and "| n/a (CPU) | n/a (CPU) |" in readme
@@ -227,3 +231,54 @@ def test_peer_rows_are_timed_interleaved_and_tabled_when_inplace_abn_imports(tmp
     monkeypatch.setitem(sys.modules, "inplace_abn", None)
     assert cases.impls_for(cases.BnCase((2, 4, 8, 8))) == cases.IMPLS
     assert cases.impls_for(cases.LossCase("vanilla", 1, 30)) == cases.IMPLS
+
+
+def test_data_wait_and_loader_rows_with_both_loaders(tmp_path):
+    """Both loaders over the same written JPEG pairs, then the data-wait measurement through the
+    trainer's make_loader; DALI runs its CPU operators here (CI installs the wheel)."""
+    from benchmarks import data_suite, targets
+    from benchmarks.training import TrainCase
+    from fastgan.data import AlignedDataset
+
+    pytest.importorskip("nvidia.dali")
+    from PIL import Image
+
+    folder = data_suite.write_photo_pairs(tmp_path / "pairs", count=8, size=32)
+    files = sorted(folder.glob("*.jpg"))
+    assert len(files) == 8
+    assert all(Image.open(f).size == (64, 32) for f in files)
+    assert files[0].read_bytes() == data_suite.write_photo_pairs(tmp_path / "again", 1, 32).joinpath(
+        "00000.jpg").read_bytes()  # the same pairs for the same seed
+
+    rows = []
+    for loader in ("torch", "dali"):
+        case = data_suite.LoaderCase("aligned-jpeg", 1, crop_size=32, batch=4, loader=loader)
+        dataset = AlignedDataset(folder, load_size=case.load_size, crop_size=32, flip=True, train=True)
+        measure = (data_suite.dali_images_per_s(dataset, case, 2, "cpu") if loader == "dali"
+                   else data_suite.images_per_s(dataset, case, 2, pin_memory=False))
+        rows.append({**data_suite._loader_row(case, 8, False), **measure})
+    data_suite._fill_dali_ratios(rows)
+    assert rows[1]["x_torch"] == pytest.approx(rows[1]["img_per_s"] / rows[0]["img_per_s"])
+    assert rows[0]["x_torch"] is None and rows[0]["images_timed"] == 4 * 4
+
+    train = TrainCase("pix2pix", 32, 2, width=8)
+    for loader in ("torch", "dali"):
+        dataset = AlignedDataset(folder, load_size=36, crop_size=32, flip=True, train=True)
+        wait = data_suite.data_wait(dataset, data_suite.WaitCase(train, 1, loader), 3, "cpu")
+        assert wait["steps_timed"] == 3 and wait["steps_not_timed"] == 3  # 2 x workers + 1
+        assert 0 < wait["wait_pct"] < 100 and wait["median_wait_ms"] < wait["median_step_ms"]
+        assert wait["img_per_s"] > 0
+
+    # The GPU targets judge DALI rows only: loader ratios over 2,000 files, the wait at pix2pix 256^2 batch 16.
+    full = TrainCase("pix2pix", 256, 16)
+    result = {"machine": {"device": "cuda"}, "args": {"suites": ["data"]}, "data": {
+        "rows": [{**rows[1], "files": 2000, "x_torch": 2.5}, {**rows[1], "files": 2000, "x_torch": 1.5},
+                 {**rows[0], "files": 2000}],
+        "wait_rows": [{**data_suite._wait_row(data_suite.WaitCase(full, 16, "dali"), 2000), "wait_pct": 1.2},
+                      {**data_suite._wait_row(data_suite.WaitCase(full, 16, "torch"), 2000), "wait_pct": 9.0}]}}
+    verdicts = {v["metric"]: v for v in targets.evaluate(result)}
+    assert (verdicts["x_torch"]["status"], verdicts["x_torch"]["worst"], verdicts["x_torch"]["total"]) == \
+        ("FAIL", 1.5, 2)
+    assert (verdicts["wait_pct"]["status"], verdicts["wait_pct"]["worst"], verdicts["wait_pct"]["total"]) == \
+        ("PASS", 1.2, 1)
+    assert "worst 1.20%" in targets.describe(verdicts["wait_pct"])
