@@ -1,16 +1,17 @@
 """pytest-benchmark plumbing shared by test_bn_act.py and test_gan_loss.py.
 
 A test module declares CASES (per device) and BENCH_PASSES; every (device, case, pass)
-becomes one benchmark group holding eager, compiled and fused, so pytest-benchmark's
-table shows the three side by side. Eager runs first in each group, so the others can
-record their speedup over it in extra_info.
+becomes one benchmark group holding eager, compiled and fused (and inplace_abn's two
+modules for BatchNorm cases when it is installed), so pytest-benchmark's table shows
+them side by side. Eager runs first in each group, so the others can record their
+speedup over it in extra_info.
 """
 from __future__ import annotations
 
 import pytest
 import torch
 
-from benchmarks.cases import IMPLS, PASSES, error_reason, make_step
+from benchmarks.cases import PASSES, error_reason, impls_for, make_step
 
 DEVICES = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
 WARMUP_CALLS = 3
@@ -26,7 +27,7 @@ def pytest_generate_tests(metafunc):
         marks = [pytest.mark.cuda] if device == "cuda" else []
         for case in cases[device]:
             for pass_ in getattr(metafunc.module, "BENCH_PASSES", PASSES):
-                for impl in IMPLS:
+                for impl in impls_for(case):
                     test_id = f"{device}-{case.label.replace(' ', '-')}-{pass_}-{impl}"
                     params.append(pytest.param(device, case, pass_, impl, id=test_id, marks=marks))
     metafunc.parametrize("device,case,pass_,impl", params)
