@@ -15,9 +15,11 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on the benchmark machines
 import matplotlib.pyplot as plt  # noqa: E402
 
+from benchmarks.cases import REFERENCE_IMPLS  # noqa: E402
 from benchmarks.table import DEFAULT_OUT, PLOTTED_SUITES  # noqa: E402
 
-COLORS = {"eager": "#9e9e9e", "compiled": "#5c6bc0", "reference": "#9e9e9e", "fastgan": "#e65100", "torch": "#00897b"}
+COLORS = {"eager": "#9e9e9e", "compiled": "#5c6bc0", "inplace_abn": "#8e24aa", "abn": "#ce93d8",
+          "reference": "#9e9e9e", "fastgan": "#e65100", "torch": "#00897b"}
 
 
 def plot_path(json_path: Path, suite: str) -> Path:
@@ -60,14 +62,15 @@ def _ops_figure(result: dict):
         fused = [r for r in result.get("rows", []) if r["op"] == op and r["impl"] == "fused"]
         if fused:
             labels = [r["label"] + ("" if op == "d_loss" else " " + r["pass"].replace("_", "+")) for r in fused]
-            panels.append((title, labels, {"vs eager": [_ok(r, "x_eager") for r in fused],
-                                           "vs compiled": [_ok(r, "x_compiled") for r in fused]}))
+            series = {f"vs {ref}": [_ok(r, f"x_{ref}") for r in fused] for ref in REFERENCE_IMPLS
+                      if any(_ok(r, f"x_{ref}") is not None for r in fused)}
+            panels.append((title, labels, series))
     if not panels:
         return None
     fig, axes = plt.subplots(len(panels), 1, figsize=(max(6.0, 0.55 * max(len(p[1]) for p in panels) + 2),
                                                        4.2 * len(panels)), squeeze=False)
     for ax, (title, labels, series) in zip(axes[:, 0], panels):
-        colors = {"vs eager": COLORS["eager"], "vs compiled": COLORS["compiled"]}
+        colors = {f"vs {name}": COLORS[name] for name in REFERENCE_IMPLS}
         _bars(ax, labels, series, "fused speed-up (x)", colors)
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_title(title, fontsize=9)
