@@ -387,3 +387,16 @@ def test_label_errors():
         G(z, torch.tensor([1, 2]))
     with pytest.raises(ValueError, match="labels must be an integer tensor; got dtype torch.float32"):
         D(images, torch.tensor([1.0, 2.0, 3.0]))
+
+
+def test_label_values_are_checked_only_where_reading_them_is_free():
+    """On a CPU tensor the value check costs nothing; on any other device it would be a host sync in
+    every forward, so only shape and dtype are checked there (a meta tensor stands in: its values
+    cannot be read at all, so a value check would raise)."""
+    from fastgan.models.conditional import check_labels
+
+    check_labels(torch.zeros(3, dtype=torch.long, device="meta"), 5, 3)
+    with pytest.raises(ValueError, match=r"labels must have shape \[3\]"):
+        check_labels(torch.zeros(2, dtype=torch.long, device="meta"), 5, 3)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 5\); got 5"):
+        check_labels(torch.tensor([0, 5, 1]), 5, 3)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..pyramid import upsample
+from .conditional import check_labels
 from .layers import check_norm, check_positive, conv_bias, init_and_fuse_, norm_layer
 
 BASE_G_HIDDEN, BASE_D_HIDDEN = 1200, 600
@@ -38,12 +39,7 @@ def _check_labels(labels: torch.Tensor | None, num_classes: int, batch: int) -> 
         return
     if labels is None:
         raise ValueError(f"this LAPGAN network is class-conditional ({num_classes} classes) and needs labels")
-    if labels.dim() != 1 or labels.shape[0] != batch or labels.dtype.is_floating_point:
-        raise ValueError(f"labels must be an integer tensor of shape [{batch}]; got {labels.dtype} "
-                         f"{tuple(labels.shape)}")
-    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must be in [0, {num_classes}); got values from {labels.min().item()} to "
-                         f"{labels.max().item()}")
+    check_labels(labels, num_classes, batch)
 
 
 def _check_sizes(channels: int, image_size: int, num_classes: int) -> None:
