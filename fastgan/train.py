@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from . import checkpoint as ckpt_io
-from .config import SUPERRES_FAMILIES, Config, parse_config
+from .config import SUPERRES_FAMILIES, Config, ConfigError, parse_config
 from .data.collate import collate_skipping
 from .data.dali import DALILoader, choose_loader
 from .data.epochs import EpochTaggedDataset, EpochTaggedSampler
@@ -92,6 +92,27 @@ def build_datasets(cfg: Config):
         return D.fashion_mnist(split="train", image_size=d.crop_size, fit=fit, **kwargs), None
     cls = D.ImageFolderDataset if d.dataset == "folder" else D.ClassFolderDataset
     return cls(train_root, image_size=d.crop_size, channels=cfg.model.channels, flip=d.flip, seed=seed), None
+
+
+def check_class_count(dataset, cfg: Config) -> None:
+    """Fails at start-up when the data's labels do not fit model.num_classes. The models check
+    label values on CPU tensors only (on a GPU it would cost a host sync per forward), so this
+    one check up front is what keeps a mismatch from surfacing as a device-side assert."""
+    uses_labels = cfg.model.family == "conditional" or (cfg.model.family == "lapgan" and cfg.model.class_conditional)
+    if not uses_labels:
+        return
+    base = getattr(dataset, "base", dataset)  # a LAPGAN level wraps its image dataset
+    labels, classes = getattr(base, "labels", None), getattr(base, "classes", None)
+    if labels is not None and len(labels):
+        low, count = int(labels.min()), int(labels.max()) + 1
+    elif classes:
+        low, count = 0, len(classes)
+    else:
+        return
+    if low < 0 or count > cfg.model.num_classes:
+        raise ConfigError(f"the training data's labels run from {low} to {count - 1}, but model.num_classes is "
+                          f"{cfg.model.num_classes}: pass --model.num_classes {max(count, 1)} (labels must be in "
+                          f"[0, model.num_classes))")
 
 
 def split_roots(cfg: Config) -> tuple[Path, Path | None]:
@@ -250,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- data
     train_set, val_set = build_datasets(cfg)
+    check_class_count(train_set, cfg)
     per_rank = t.batch_size // world_size
     sampler = ShardedSampler(len(train_set), per_rank, rank, world_size, shuffle=True, seed=t.seed)
     loader, loader_name, loader_reason = make_loader(train_set, sampler, cfg, device, channels_last, world_size,

@@ -63,6 +63,19 @@ def test_noise_families_train(tmp_path, family):
         assert len(trace) == 5 and all(math.isfinite(v) for v in trace) and len(set(trace)) > 1
 
 
+def test_more_classes_in_the_data_than_the_model_fails_at_start_up(tmp_path):
+    """The models check label values on CPU only (no host sync per forward on a GPU): the trainer
+    checks the data's classes against model.num_classes once, before any step."""
+    from fastgan.config import ConfigError
+
+    for name in ("cats", "dogs", "owls"):
+        write_images(tmp_path / "data" / name, 4)
+    with pytest.raises(ConfigError, match=r"labels run from 0 to 2, but model.num_classes is 2: pass "
+                                          r"--model.num_classes 3"):
+        main([*tiny_dcgan(tmp_path / "data", "conditional"), "--train.out_dir", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists() or not list((tmp_path / "run").glob("*.pt"))
+
+
 def test_reconstruction_only_skips_the_discriminator(tmp_path):
     assert train(tmp_path, "--train.max_steps", "3", "--loss.lambda_adv", "0") == 0
     records = [r for r in metrics(tmp_path) if "loss_G" in r and not r.get("summary")]
