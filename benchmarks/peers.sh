@@ -4,7 +4,8 @@
 # GPU machine has no network, so the sdist and the setuptools_scm its setup.py needs travel.
 #
 #   here:    bash benchmarks/peers.sh prepare   # into .peers/ (git-ignored, ~0.2 MB)
-#   here:    bash benchmarks/peers.sh install   # also works here: a CPU build into the same site folder
+#   here:    bash benchmarks/peers.sh install   # also here: a CPU build (or a CUDA one with PYTHON=a CUDA
+#                                                 # torch's python, CUDA_HOME and TORCH_CUDA_ARCH_LIST set)
 #   device:  carry [".peers"]; benchmarks/gpu_session.sh runs `install` as its `peers` step
 #            (a CUDA build, about a minute), then sets PYTHONPATH to the site folder.
 #
@@ -38,6 +39,10 @@ case "${1:-}" in
     ;;
   install)
     [[ -f $DIR/inplace-abn-1.1.0.tar.gz ]] || { echo "peers: no $DIR/inplace-abn-1.1.0.tar.gz; run prepare" >&2; exit 2; }
+    # A CUDA torch from pip keeps some CUDA headers (cusparse.h) in its nvidia wheels, not in every toolkit.
+    wheel_includes=$("$PY" -c 'import glob, os, site
+print(":".join(d for p in site.getsitepackages() for d in glob.glob(os.path.join(p, "nvidia", "cu*", "include"))))')
+    export CPATH="${wheel_includes}${CPATH:+:$CPATH}"
     with_scm "$SITE" "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --target "$SITE" \
       "$DIR"/inplace-abn-1.1.0.tar.gz
     PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" "$PY" -c "import inplace_abn; print('inplace_abn', inplace_abn.__version__)"
