@@ -143,21 +143,34 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def images_per_s(dataset, case: LoaderCase, timed_batches: int, pin_memory: bool) -> dict:
-    """Steady-state torch DataLoader throughput: the first 2 x workers + 1 batches (start-up and what
-    was prefetched meanwhile) are not timed, then at least four batches per worker are."""
-    skipped = 2 * case.workers + 1
-    timed_batches = max(timed_batches, 4 * case.workers)
-    count = (skipped + timed_batches) * case.batch
-    loader = DataLoader(dataset, batch_size=case.batch, sampler=[i % len(dataset) for i in range(count)],
-                        num_workers=case.workers, collate_fn=collate_skipping, pin_memory=pin_memory)
-    batches = iter(loader)
-    for _ in range(skipped):
-        next(batches)
-    begin = time.perf_counter()
-    images = sum(batch["A"].shape[0] for batch in batches)
+def timed_batch_count(case: LoaderCase, timed_batches: int) -> int:
+    """At least four batches per worker (or DALI thread), so every one of them contributes several."""
+    return max(timed_batches, 4 * case.workers)
+
+
+def _time_batches(batches, skipped: int, device: str) -> dict:
+    """Throughput of the batches after the first `skipped`; each batch ends on the device (copied
+    there if the loader left it on the host) and synchronised, so both loaders deliver the same."""
+    images, begin = 0, None
+    for index, batch in enumerate(batches):
+        pair = [batch[key].to(device, non_blocking=True) for key in ("A", "B")]
+        _sync(device)
+        if index == skipped - 1:
+            begin = time.perf_counter()
+        elif index >= skipped:
+            images += pair[0].shape[0]
     seconds = time.perf_counter() - begin
     return {"img_per_s": images / seconds, "images_timed": images, "seconds": seconds, "batches_not_timed": skipped}
+
+
+def images_per_s(dataset, case: LoaderCase, timed_batches: int, device: str) -> dict:
+    """Steady-state torch DataLoader throughput: the first 2 x workers + 1 batches (start-up and what
+    was prefetched meanwhile) are not timed."""
+    skipped = 2 * case.workers + 1
+    count = (skipped + timed_batch_count(case, timed_batches)) * case.batch
+    loader = DataLoader(dataset, batch_size=case.batch, sampler=[i % len(dataset) for i in range(count)],
+                        num_workers=case.workers, collate_fn=collate_skipping, pin_memory=device == "cuda")
+    return _time_batches(loader, skipped, device)
 
 
 def dali_images_per_s(dataset, case: LoaderCase, timed_batches: int, device: str) -> dict:
@@ -166,17 +179,9 @@ def dali_images_per_s(dataset, case: LoaderCase, timed_batches: int, device: str
     from fastgan.data.dali import DALILoader
 
     skipped = 2
-    order = [i % len(dataset) for i in range((skipped + timed_batches) * case.batch)]
+    order = [i % len(dataset) for i in range((skipped + timed_batch_count(case, timed_batches)) * case.batch)]
     loader = DALILoader(dataset, order, case.batch, torch.device(device), num_threads=max(1, case.workers))
-    images, begin = 0, None
-    for index, batch in enumerate(loader):
-        _sync(device)
-        if index == skipped - 1:
-            begin = time.perf_counter()
-        elif index >= skipped:
-            images += batch["A"].shape[0]
-    seconds = time.perf_counter() - begin
-    return {"img_per_s": images / seconds, "images_timed": images, "seconds": seconds, "batches_not_timed": skipped}
+    return _time_batches(loader, skipped, device)
 
 
 def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
@@ -188,7 +193,7 @@ def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
     cfg = Config()
     cfg.data.num_workers = case.workers
     loader, name, why = make_loader(dataset, sampler, cfg, torch.device(device), config.channels_last, 1,
-                                    case.loader)
+                                    case.loader, persistent=True)
     if name != case.loader:
         raise RuntimeError(f"make_loader chose {name}: {why}")
 
@@ -273,12 +278,12 @@ class Datasets:
         return self.aligned(case.crop_size, case.load_size)
 
 
-def _measure(case, dataset, sched: dict, device: str, pin_memory: bool) -> dict:
+def _measure(case, dataset, sched: dict, device: str) -> dict:
     if isinstance(case, WaitCase):
         return data_wait(dataset, case, sched["timed_steps"], device)
     if case.loader == "dali":
         return dali_images_per_s(dataset, case, sched["timed_batches"], device)
-    return images_per_s(dataset, case, sched["timed_batches"], pin_memory)
+    return images_per_s(dataset, case, sched["timed_batches"], device)
 
 
 def _progress(row: dict) -> str:
@@ -312,7 +317,7 @@ def run(session: Session, device: str, quick: bool, deadline: float) -> None:
                 if case.loader == "dali" and (reason := dali_import_error()):
                     row.update(status="not available", note=reason)
                 else:
-                    row.update(_measure(case, datasets.for_case(case), sched, device, pin_memory))
+                    row.update(_measure(case, datasets.for_case(case), sched, device))
             except Exception as exc:
                 row.update(status="error", note=error_reason(exc))
             rows.append(row)

@@ -29,7 +29,8 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 # DALI installed by benchmarks/dali_wheels.sh install on this (warm) machine, if any.
 [[ -d /tmp/dali-site ]] && export PYTHONPATH=$PYTHONPATH:/tmp/dali-site
 # inplace_abn built by an earlier `peers` step on this (warm) machine, if any.
-export PEER_SITE=/tmp/peer-site PYTHONPATH=$PYTHONPATH:/tmp/peer-site
+export PEER_SITE=${PEER_SITE:-/tmp/peer-site}
+export PYTHONPATH=$PYTHONPATH:$PEER_SITE
 summary=()
 for step in $STEPS; do
   [[ $step =~ ^(build|test|peers|bench)$ ]] || {
@@ -75,8 +76,9 @@ for step in $STEPS; do
       ;;
     peers)
       if [[ -d .peers ]]; then
-        # At most what leaves the benchmark 4 minutes: the peer rows are worth less than the run itself.
-        limit=$(( SESSION_S - SECONDS - 240 ))
+        # When this call also benchmarks, leave that 4 minutes: the peer rows are worth less than the run.
+        limit=$(( SESSION_S - SECONDS ))
+        [[ " $STEPS " == *" bench "* ]] && limit=$(( limit - 240 ))
         (( limit > 180 )) && limit=180
         run_step peers "$limit" "$OUT/build.log" env PYTHON="$PY" bash benchmarks/peers.sh install
       else

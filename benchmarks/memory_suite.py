@@ -128,8 +128,12 @@ def measure_case(batch: int, side: int, device: str, timer: Timer) -> list[dict]
             steps[variant] = (step, *timer.calibrate(step))
         except Exception as exc:
             row.update(status="error", note=error_reason(exc))
-    for variant, samples in (timer.interleave(steps) if steps else {}).items():
-        rows[variant].update(median_ms=statistics.median(samples) * 1e3, samples_ms=[s * 1e3 for s in samples])
+    samples, errors = timer.interleave(steps) if steps else ({}, {})
+    for variant, exc in errors.items():
+        rows[variant].update(status="error", note=error_reason(exc))
+    for variant, variant_samples in samples.items():
+        rows[variant].update(median_ms=statistics.median(variant_samples) * 1e3,
+                             samples_ms=[s * 1e3 for s in variant_samples])
     standard = rows["standard"]
     for row in rows.values():
         for key in ("saved", "peak"):

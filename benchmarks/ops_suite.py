@@ -10,8 +10,8 @@ import time
 
 import torch
 
-from benchmarks.cases import (DESIGN_SHAPES, LARGE_SHAPES, PIX2PIX_SHAPES, REFERENCE_IMPLS, BnCase, error_reason,
-                              impls_for, loss_cases, make_step)
+from benchmarks.cases import (CLONE, DESIGN_SHAPES, LARGE_SHAPES, PIX2PIX_SHAPES, REFERENCE_IMPLS, BnCase,
+                              clone_step, error_reason, impls_for, loss_cases, make_step)
 from benchmarks.session import Session
 from benchmarks.timing import Timer
 
@@ -91,15 +91,23 @@ class OpsRunner:
                 torch.cuda.synchronize()
             if impl == "compiled":
                 self.last_compile_s = time.monotonic() - began
-            return (step, *self.timer.calibrate(step))
         except Exception as exc:
             if impl == "compiled":
                 row.update(status="compile failed", note=f"compile failed: {error_reason(exc)}")
             else:
                 row.update(status="error", note=error_reason(exc))
-            if self.device == "cuda":
-                torch.cuda.empty_cache()
+            self._release()
             return None
+        try:
+            return (step, *self.timer.calibrate(step))
+        except Exception as exc:
+            row.update(status="error", note=error_reason(exc))
+            self._release()
+            return None
+
+    def _release(self) -> None:
+        if self.device == "cuda":
+            torch.cuda.empty_cache()
 
     def _record(self, row: dict, samples: list[float], iters: int) -> None:
         median = statistics.median(samples)
@@ -121,22 +129,32 @@ class OpsRunner:
             prepared = self._prepare(rows[impl], case, pass_, impl, first_case)
             if prepared is not None:
                 steps[impl] = prepared
-        try:
-            samples = self.timer.interleave(steps) if steps else {}
-        except Exception as exc:
-            for impl in steps:
+        if "inplace_abn" in steps and pass_ == "fwd_bwd":
+            clone = clone_step(case, self.device)
+            steps[CLONE] = (clone, *self.timer.calibrate(clone))
+        samples, errors = self.timer.interleave(steps) if steps else ({}, {})
+        clone = samples.pop(CLONE, None)
+        for impl, exc in errors.items():
+            if impl in rows:
                 rows[impl].update(status="error", note=error_reason(exc))
-            samples = {}
         for impl, impl_samples in samples.items():
+            if impl == "inplace_abn" and clone:
+                impl_samples = _without_clone(rows[impl], impl_samples, clone)
             self._record(rows[impl], impl_samples, steps[impl][1])
         del steps
-        if self.device == "cuda":
-            torch.cuda.empty_cache()
+        self._release()
         _fill_ratios(rows)
         for row in rows.values():
             self.session.log(_progress(row))
         self.result["rows"] += rows.values()
         self.session.save()
+
+
+def _without_clone(row: dict, samples: list[float], clone: list[float]) -> list[float]:
+    """InPlaceABN's samples less the clone of x its step makes, round by round (both were sampled in
+    the same rounds); the raw and clone medians stay in the row."""
+    row.update(raw_median_ms=statistics.median(samples) * 1e3, clone_ms=statistics.median(clone) * 1e3)
+    return [max(total - copy, 1e-12) for total, copy in zip(samples, clone)]
 
 
 def _fill_ratios(rows: dict) -> None:

@@ -50,19 +50,26 @@ class Timer:
             per_call = self.sample(step, iters)
         return max(1, min(self.MAX_ITERS, math.ceil(self.sample_s / max(per_call, 1e-9)))), per_call
 
-    def interleave(self, steps: dict[str, tuple]) -> dict[str, list[float]]:
-        """Samples of every (step, iters, per_call) in turn, a round at a time, the first in each
-        round rotating, so drift in the machine's speed (clocks, heat, neighbours) falls on all
-        implementations alike. Stops at `reps` rounds, or at 3 once a deadline of 4x the planned
-        time passes, so a noisy machine stretches a case by a bounded amount, never more."""
+    def interleave(self, steps: dict[str, tuple]) -> tuple[dict[str, list[float]], dict[str, Exception]]:
+        """(samples, errors) of every (step, iters, per_call) in turn, a round at a time, the first
+        in each round rotating, so drift in the machine's speed (clocks, heat, neighbours) falls on
+        all implementations alike. Stops at `reps` rounds, or at 3 once a deadline of 4x the planned
+        time passes, so a noisy machine stretches a case by a bounded amount, never more. A step
+        that raises leaves the rounds with its exception in `errors`; the others go on."""
         names = list(steps)
         planned = sum(max(self.sample_s, per_call) for _, _, per_call in steps.values())
         deadline = time.monotonic() + 4 * self.reps * planned
         samples: dict[str, list[float]] = {name: [] for name in names}
+        errors: dict[str, Exception] = {}
         for round_ in range(self.reps):
             if round_ >= 3 and time.monotonic() > deadline:
                 break
             for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+                if name in errors:
+                    continue
                 step, iters, _ = steps[name]
-                samples[name].append(self.sample(step, iters))
-        return samples
+                try:
+                    samples[name].append(self.sample(step, iters))
+                except Exception as exc:
+                    errors[name] = exc
+        return {name: values for name, values in samples.items() if name not in errors}, errors

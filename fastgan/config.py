@@ -48,8 +48,9 @@ class DataConfig:
     edge_high: int = _opt(200, "embedded set: Canny high threshold")
     edge_blur: int = _opt(3, "embedded set: Gaussian blur kernel before Canny (0 = none; the talk used 5)")
     edge_invert: bool = _opt(True, "embedded set: black edges on white (as in the talk)")
-    num_workers: int = _opt(0, "torch DataLoader worker processes per rank, kept for the whole run (0 = load in "
-                                    "the training process); with DALI, its threads per rank (0 = CPU cores / processes)")
+    num_workers: int = _opt(0, "torch DataLoader worker processes per rank, the training loader's kept for the whole "
+                                    "run (0 = load in the training process); with DALI, its threads per rank "
+                                    "(0 = CPU cores / processes)")
     loader: str = _opt("auto", "auto = DALI when installed with a GPU and file data, else the torch DataLoader",
                        ("auto", "dali", "torch"))
 

@@ -109,10 +109,12 @@ def check_class_count(dataset, cfg: Config) -> None:
         low, count = 0, len(classes)
     else:
         return
-    if low < 0 or count > cfg.model.num_classes:
+    if low < 0:
+        raise ConfigError(f"the training data holds negative labels (down to {low}); labels must be in "
+                          f"[0, model.num_classes)")
+    if count > cfg.model.num_classes:
         raise ConfigError(f"the training data's labels run from {low} to {count - 1}, but model.num_classes is "
-                          f"{cfg.model.num_classes}: pass --model.num_classes {max(count, 1)} (labels must be in "
-                          f"[0, model.num_classes))")
+                          f"{cfg.model.num_classes}: pass --model.num_classes {count}")
 
 
 def split_roots(cfg: Config) -> tuple[Path, Path | None]:
@@ -136,8 +138,10 @@ def build_superres_datasets(cfg: Config):
 
 
 def make_loader(dataset, sampler: ShardedSampler, cfg: Config, device: torch.device, channels_last: bool,
-                world_size: int, requested: str = "torch") -> tuple[object, str, str]:
-    """(loader, "dali" | "torch", why) over one rank's sampler; both yield the same batch dicts."""
+                world_size: int, requested: str = "torch", persistent: bool = False) -> tuple[object, str, str]:
+    """(loader, "dali" | "torch", why) over one rank's sampler; both yield the same batch dicts.
+    persistent=True keeps the torch loader's workers for the whole run (the training loader);
+    a loader read now and then (validation) lets them go between passes."""
     name, why = choose_loader(requested, dataset, device)
     if name == "dali":
         threads = cfg.data.num_workers or max(1, (os.cpu_count() or 2) // world_size)
@@ -146,7 +150,8 @@ def make_loader(dataset, sampler: ShardedSampler, cfg: Config, device: torch.dev
     # Persistent workers never see dataset.set_epoch, so each index carries its epoch to them.
     workers = cfg.data.num_workers
     loader = DataLoader(EpochTaggedDataset(dataset), batch_size=sampler.batch_size,
-                        sampler=EpochTaggedSampler(sampler), num_workers=workers, persistent_workers=workers > 0,
+                        sampler=EpochTaggedSampler(sampler), num_workers=workers,
+                        persistent_workers=persistent and workers > 0,
                         collate_fn=collate_skipping, pin_memory=torch.cuda.is_available(),
                         generator=torch.Generator())  # keeps the loader off the global RNG
     return loader, name, why
@@ -271,11 +276,15 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- data
     train_set, val_set = build_datasets(cfg)
-    check_class_count(train_set, cfg)
+    try:
+        check_class_count(train_set, cfg)
+    except ConfigError as e:
+        print(f"fastgan.train: error: {e}", file=sys.stderr)
+        return 2
     per_rank = t.batch_size // world_size
     sampler = ShardedSampler(len(train_set), per_rank, rank, world_size, shuffle=True, seed=t.seed)
     loader, loader_name, loader_reason = make_loader(train_set, sampler, cfg, device, channels_last, world_size,
-                                                     cfg.data.loader)
+                                                     cfg.data.loader, persistent=True)
     val_loader = None
     if val_set is not None and t.val_batches and is_main:
         val_sampler = ShardedSampler(len(val_set), min(per_rank, len(val_set)), shuffle=False, seed=t.seed)

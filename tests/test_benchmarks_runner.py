@@ -226,7 +226,11 @@ def test_peer_rows_are_timed_interleaved_and_tabled_when_inplace_abn_imports(tmp
         assert fused[f"x_{peer}"] == pytest.approx(rows[peer]["median_ms"] / fused["median_ms"])
     table = "\n".join(_table(result, "bn_act"))
     assert "| inplace_abn ms | abn ms |" in table and "| fused vs inplace_abn | fused vs abn |" in table
-    assert "Peers: inplace_abn rows" in table
+    assert "Peers: inplace_abn is InPlaceABN" in table
+    # InPlaceABN's step clones x: the clone, sampled in the same rounds, is taken out round by round.
+    peer = rows["inplace_abn"]
+    assert peer["clone_ms"] > 0 and peer["median_ms"] < peer["raw_median_ms"]
+    assert "clone" not in rows and all("clone_ms" not in r for r in rows.values() if r is not peer)
     # Without the peers the case times the three implementations only.
     monkeypatch.setitem(sys.modules, "inplace_abn", None)
     assert cases.impls_for(cases.BnCase((2, 4, 8, 8))) == cases.IMPLS
@@ -255,7 +259,7 @@ def test_data_wait_and_loader_rows_with_both_loaders(tmp_path):
         case = data_suite.LoaderCase("aligned-jpeg", 1, crop_size=32, batch=4, loader=loader)
         dataset = AlignedDataset(folder, load_size=case.load_size, crop_size=32, flip=True, train=True)
         measure = (data_suite.dali_images_per_s(dataset, case, 2, "cpu") if loader == "dali"
-                   else data_suite.images_per_s(dataset, case, 2, pin_memory=False))
+                   else data_suite.images_per_s(dataset, case, 2, "cpu"))
         rows.append({**data_suite._loader_row(case, 8, False), **measure})
     data_suite._fill_dali_ratios(rows)
     assert rows[1]["x_torch"] == pytest.approx(rows[1]["img_per_s"] / rows[0]["img_per_s"])

@@ -191,7 +191,7 @@ def test_persistent_workers_see_each_epoch_and_resume_mid_epoch(tmp_path):
         sampler = ShardedSampler(len(dataset), 2, seed=5)
         cfg = Config()
         cfg.data.num_workers = num_workers
-        loader, name, _ = make_loader(dataset, sampler, cfg, torch.device("cpu"), False, 1, "torch")
+        loader, name, _ = make_loader(dataset, sampler, cfg, torch.device("cpu"), False, 1, "torch", persistent=True)
         assert name == "torch" and loader.persistent_workers == (num_workers > 0)
 
         def run(epoch, start_batch=0):  # as the training loop does

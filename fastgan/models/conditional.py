@@ -17,8 +17,8 @@ from .layers import check_positive
 
 def check_labels(labels: torch.Tensor, num_classes: int, batch: int) -> None:
     """Shape and dtype always; values only for CPU labels. Reading values on a GPU would stall
-    every forward on a host sync, so there an out-of-range label fails in nn.Embedding's
-    device-side assert instead (the trainer's datasets make labels in range by construction)."""
+    every forward on a host sync, so there an out-of-range label fails in a device-side assert
+    (of the embedding or one_hot that reads it); the trainer checks the data's labels once at start-up."""
     if labels.dim() != 1 or labels.shape[0] != batch:
         raise ValueError(f"labels must have shape [{batch}] (one per sample); got {tuple(labels.shape)}")
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
