@@ -98,6 +98,21 @@ __device__ __forceinline__ int64_t thread_column() {
   return int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
 }
 
+// The grad and saved vectors at one ColumnWalk batch of positions, every load issued before
+// any is used, so the kUnroll pairs are in flight together (both backward passes read them).
+template <typename V>
+__device__ __forceinline__ void load_pairs(const V* __restrict__ gv, const V* __restrict__ sv,
+                                           const int64_t* off, const bool* ok, V (&gk)[kUnroll],
+                                           V (&sk)[kUnroll]) {
+#pragma unroll
+  for (int k = 0; k < kUnroll; ++k) {
+    if (ok[k]) {
+      gk[k] = gv[off[k]];
+      sk[k] = sv[off[k]];
+    }
+  }
+}
+
 // Channel of lane j (of P lanes) of column col: NCHW columns are channels, NHWC columns
 // hold P = VEC adjacent channels.
 template <bool ROWS, int P>
@@ -400,13 +415,7 @@ __global__ void __launch_bounds__(kThreads)
     const V* sv = reinterpret_cast<const V*>(saved);
     ColumnWalk(g, col).run([&](const int64_t* off, const bool* ok) {
       V gk[kUnroll], sk[kUnroll];
-#pragma unroll
-      for (int k = 0; k < kUnroll; ++k) {
-        if (ok[k]) {
-          gk[k] = gv[off[k]];
-          sk[k] = sv[off[k]];
-        }
-      }
+      load_pairs(gv, sv, off, ok, gk, sk);
 #pragma unroll
       for (int k = 0; k < kUnroll; ++k) {
         if (!ok[k]) continue;
@@ -465,13 +474,7 @@ __global__ void __launch_bounds__(kThreads)
   V* ov = reinterpret_cast<V*>(grad_input);
   ColumnWalk(g, col).run([&](const int64_t* off, const bool* ok) {
     V gk[kUnroll], sk[kUnroll];
-#pragma unroll
-    for (int k = 0; k < kUnroll; ++k) {
-      if (ok[k]) {
-        gk[k] = gv[off[k]];
-        sk[k] = sv[off[k]];
-      }
-    }
+    load_pairs(gv, sv, off, ok, gk, sk);
 #pragma unroll
     for (int k = 0; k < kUnroll; ++k) {
       if (!ok[k]) continue;
