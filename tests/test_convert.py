@@ -16,6 +16,7 @@ from fastgan.convert import ConversionError, convert_pix2pix_reference, main, re
 from fastgan.models import PatchDiscriminator, UNetGenerator, build_model
 
 from conftest import assert_close
+from reference_nets import randomize_bn_state, reference_patchgan_layers
 
 
 class ReferenceSkipBlock(nn.Module):
@@ -64,16 +65,7 @@ class ReferencePatchGAN(nn.Module):
 
     def __init__(self, input_nc, ndf, n_layers):
         super().__init__()
-        layers = [nn.Conv2d(input_nc, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
-        mult = 1
-        for n in range(1, n_layers):
-            prev, mult = mult, min(2 ** n, 8)
-            layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * mult),
-                       nn.LeakyReLU(0.2, True)]
-        prev, mult = mult, min(2 ** n_layers, 8)
-        layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, 1, 1, bias=False), nn.BatchNorm2d(ndf * mult),
-                   nn.LeakyReLU(0.2, True), nn.Conv2d(ndf * mult, 1, 4, 1, 1)]
-        self.model = nn.Sequential(*layers)
+        self.model = nn.Sequential(*reference_patchgan_layers(input_nc, ndf, n_layers))
 
     def forward(self, x):
         return self.model(x)
@@ -81,13 +73,10 @@ class ReferencePatchGAN(nn.Module):
 
 def randomize(model: nn.Module) -> nn.Module:
     """Distinct values everywhere, non-trivial BN statistics: any key swapped by the mapping shows."""
+    randomize_bn_state(model)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.3)
-                m.running_mean.normal_(0, 0.3)
-                m.running_var.uniform_(0.5, 2.0)
                 m.num_batches_tracked.fill_(7)
             elif isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.bias is not None:
                 m.bias.normal_(0, 0.1)

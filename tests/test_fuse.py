@@ -11,20 +11,12 @@ from torch import nn
 from fastgan.nn import BatchNormLeakyReLU2d, SyncBatchNormLeakyReLU2d, fuse_bn_act
 
 from conftest import assert_close
+from reference_nets import reference_patchgan_layers
 
 
 def pix2pix_discriminator(in_channels=6, ndf=8, n_layers=3):
     """The 70x70 PatchGAN (pix2pix's NLayerDiscriminator with batch norm), from stock layers."""
-    layers = [nn.Conv2d(in_channels, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
-    mult = 1
-    for n in range(1, n_layers):
-        prev, mult = mult, min(2 ** n, 8)
-        layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * mult),
-                   nn.LeakyReLU(0.2, True)]
-    prev, mult = mult, min(2 ** n_layers, 8)
-    layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, 1, 1, bias=False), nn.BatchNorm2d(ndf * mult),
-               nn.LeakyReLU(0.2, True), nn.Conv2d(ndf * mult, 1, 4, 1, 1)]
-    return nn.Sequential(*layers)
+    return nn.Sequential(*reference_patchgan_layers(in_channels, ndf, n_layers))
 
 
 def dcgan_generator(nz=8, ngf=4):

@@ -12,6 +12,7 @@ from fastgan.models import (IMAGE_SIZES, MODELS, PATCH_SIZES, ConditionalDiscrim
 from fastgan.nn import BatchNormLeakyReLU2d
 
 from conftest import assert_close
+from reference_nets import randomize_bn_state
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -169,18 +170,6 @@ def test_class_grid_labels():
 
 # ---------------------------------------------------------------- fused == stock
 
-
-def randomize_norm_state(model: nn.Module) -> None:
-    """Non-trivial BN scales, shifts and running statistics, so eval mode tests something."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.3)
-                m.running_mean.normal_(0, 0.3)
-                m.running_var.uniform_(0.5, 2.0)
-
-
 LABELS = torch.tensor([0, 4, 2])
 SMALL_MODELS = {
     "unet": (lambda **kw: UNetGenerator(num_downs=6, ngf=4, **kw), lambda: (torch.randn(2, 3, 64, 64),)),
@@ -214,7 +203,7 @@ def test_fused_equals_stock(name):
     and running statistics, in train and eval mode."""
     build, make_inputs = SMALL_MODELS[name]
     stock = build(fused=False)
-    randomize_norm_state(stock)
+    randomize_bn_state(stock)
     fused = build()
     assert not any(isinstance(m, BatchNormLeakyReLU2d) for m in stock.modules())
     slopes = [m.negative_slope for m in fused.modules() if isinstance(m, BatchNormLeakyReLU2d)]
