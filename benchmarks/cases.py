@@ -71,6 +71,12 @@ class BnCase:
     def as_dict(self) -> dict:
         return {"shape": list(self.shape), "dtype": self.dtype, "layout": self.layout}
 
+    def tensor(self, gen: torch.Generator, device: str) -> torch.Tensor:
+        """Standard-normal values from `gen`, in the case's dtype and memory layout on `device`."""
+        fmt = torch.channels_last if self.layout == "NHWC" else torch.contiguous_format
+        values = torch.randn(self.shape, generator=gen).to(device=device, dtype=DTYPES[self.dtype])
+        return values.contiguous(memory_format=fmt)
+
 
 @dataclass(frozen=True)
 class LossCase:
@@ -147,10 +153,8 @@ def bn_step(impl: str, case: BnCase, pass_: str, device: str) -> Callable[[], ob
     else:
         module = nn.Sequential(nn.BatchNorm2d(channels), nn.LeakyReLU(SLOPE))
     module = module.to(device).train()
-    fmt = torch.channels_last if case.layout == "NHWC" else torch.contiguous_format
     gen = torch.Generator(device="cpu").manual_seed(0)
-    x = torch.randn(case.shape, generator=gen).to(device=device, dtype=DTYPES[case.dtype])
-    x = x.contiguous(memory_format=fmt)
+    x = case.tensor(gen, device)
     params = tuple(module.parameters())
     if impl == "compiled":
         module = _compile(module)
@@ -160,8 +164,7 @@ def bn_step(impl: str, case: BnCase, pass_: str, device: str) -> Callable[[], ob
                 return module(x)
         return forward
     x.requires_grad_(True)
-    grad_out = torch.randn(case.shape, generator=gen).to(device=device, dtype=x.dtype)
-    grad_out = grad_out.contiguous(memory_format=fmt)
+    grad_out = case.tensor(gen, device)
     inputs = (x, *params)
     if impl == "inplace_abn":
         def forward_backward_on_copy():
@@ -211,10 +214,7 @@ def loss_step(impl: str, case: LossCase, pass_: str, device: str) -> Callable[[]
 
 def clone_step(case: BnCase, device: str) -> Callable[[], object]:
     """The clone of x that InPlaceABN's fwd+bwd step makes, alone (its cost is taken out of that row)."""
-    fmt = torch.channels_last if case.layout == "NHWC" else torch.contiguous_format
-    x = torch.randn(case.shape, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=DTYPES[case.dtype])
-    x = x.contiguous(memory_format=fmt)
-    return x.clone
+    return case.tensor(torch.Generator().manual_seed(0), device).clone
 
 
 def error_reason(exc: BaseException) -> str:

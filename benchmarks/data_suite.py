@@ -44,6 +44,11 @@ MAX_WORKERS = 16
 BATCH = 16
 
 
+def pix2pix_load_size(crop_size: int) -> int:
+    """pix2pix's 286 for 256 crops, in proportion for other sizes."""
+    return crop_size * 286 // 256
+
+
 @dataclass(frozen=True)
 class LoaderCase:
     """Loader-only throughput over one dataset at one crop size."""
@@ -62,8 +67,7 @@ class LoaderCase:
 
     @property
     def load_size(self) -> int:
-        """pix2pix's 286 for 256 crops, in proportion for other sizes."""
-        return self.crop_size * 286 // 256
+        return pix2pix_load_size(self.crop_size)
 
     @property
     def label(self) -> str:
@@ -272,7 +276,7 @@ class Datasets:
     def for_case(self, case) -> object:
         if isinstance(case, WaitCase):
             size = case.train.image_size
-            return self.aligned(size, size * 286 // 256)
+            return self.aligned(size, pix2pix_load_size(size))
         if case.dataset == "embedded":
             return DefaultEdges2Photo("train", image_size=case.crop_size, samples=min(self.files, 512))
         return self.aligned(case.crop_size, case.load_size)
@@ -296,6 +300,11 @@ def _progress(row: dict) -> str:
     return f"data: {row['label']:<58} {row['img_per_s']:9.1f} img/s{ratio}"
 
 
+def _rows_of(section: dict, case) -> list[dict]:
+    """The section's list a case's row goes to: data-wait rows apart from loader rows."""
+    return section["wait_rows"] if isinstance(case, WaitCase) else section["rows"]
+
+
 def run(session: Session, device: str, quick: bool, deadline: float) -> None:
     sched = schedule(device, quick)
     pin_memory = device == "cuda"
@@ -304,12 +313,10 @@ def run(session: Session, device: str, quick: bool, deadline: float) -> None:
     with tempfile.TemporaryDirectory(prefix="fastgan-bench-data-") as tmp:
         datasets = Datasets(Path(tmp), sched["files"], session)
         for index, case in enumerate(cases):
-            rows = section["wait_rows"] if isinstance(case, WaitCase) else section["rows"]
             if not session.may_start(index, deadline):
                 note = session.skip_note(deadline)
                 for rest in cases[index:]:
-                    target = section["wait_rows"] if isinstance(rest, WaitCase) else section["rows"]
-                    target.append(_empty_row(rest, sched, pin_memory, "skipped", note))
+                    _rows_of(section, rest).append(_empty_row(rest, sched, pin_memory, "skipped", note))
                 session.log(f"data: time budget spent: skipped the remaining {len(cases) - index} cases")
                 break
             row = _empty_row(case, sched, pin_memory)
@@ -320,7 +327,7 @@ def run(session: Session, device: str, quick: bool, deadline: float) -> None:
                     row.update(_measure(case, datasets.for_case(case), sched, device))
             except Exception as exc:
                 row.update(status="error", note=error_reason(exc))
-            rows.append(row)
+            _rows_of(section, case).append(row)
             _fill_dali_ratios(section["rows"])
             session.log(_progress(row))
             session.save()
