@@ -91,6 +91,16 @@ def run(model, x, seed=5):
     return out.detach(), x.grad
 
 
+def assert_same_step(reference: nn.Module, ours: nn.Module, x: torch.Tensor, train: bool) -> None:
+    """One forward and backward of both in `train` mode: equal outputs and input gradients."""
+    reference.train(train)
+    ours.train(train)
+    ref_out, ref_grad = run(reference, x)
+    our_out, our_grad = run(ours, x)
+    assert_close(our_out, ref_out, msg=f"output (train={train})")
+    assert_close(our_grad, ref_grad, factor=5, msg=f"input gradient (train={train})")
+
+
 def gradients_as_state(model: nn.Module) -> dict:
     """The model's state_dict with each parameter replaced by its gradient, to convert like weights."""
     grads = {name: p.grad for name, p in model.named_parameters()}
@@ -112,12 +122,7 @@ def test_converted_unet_matches_reference(num_downs):
 
     x = torch.randn(2, 3, size, size)
     for train in (True, False):
-        reference.train(train)
-        ours.train(train)
-        ref_out, ref_grad = run(reference, x)
-        our_out, our_grad = run(ours, x)
-        assert_close(our_out, ref_out, msg=f"output (train={train})")
-        assert_close(our_grad, ref_grad, factor=5, msg=f"input gradient (train={train})")
+        assert_same_step(reference, ours, x, train)
         expected_grads, _ = convert_pix2pix_reference(gradients_as_state(reference), "G", ngf=4, num_downs=num_downs)
         for name, p in ours.named_parameters():
             assert_close(p.grad, expected_grads[name], factor=10, msg=f"grad of {name} (train={train})")
@@ -162,12 +167,7 @@ def test_converted_patchgan_matches_reference():
     ours.load_state_dict(state, strict=True)
     x = torch.randn(2, 6, 64, 64)
     for train in (True, False):
-        reference.train(train)
-        ours.train(train)
-        ref_out, ref_grad = run(reference, x)
-        our_out, our_grad = run(ours, x)
-        assert_close(our_out, ref_out, msg=f"output (train={train})")
-        assert_close(our_grad, ref_grad, factor=5, msg=f"input gradient (train={train})")
+        assert_same_step(reference, ours, x, train)
 
 
 def test_converted_pixelgan_matches_reference():
