@@ -10,7 +10,7 @@ import os
 
 import torch
 import torch.nn.functional as F
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -90,12 +90,18 @@ def test_bn_act_module_sweep(shape, dtype, layout, slope, affine, inplace, train
 @given(shape=bn_shapes(), dtype=DTYPES, layout=st.sampled_from(["nchw", "channels_last", "permuted"]),
        offset=st.sampled_from([0.0, 1.0, -30.0, 1e3]), std=st.sampled_from([1e-2, 1.0, 50.0]),
        seed=st.integers(0, 2**31 - 1))
+# torch.var_mean's fp64 variance was 1.5e-10 off here (the kernel: 2e-17, checked with exact fractions).
+@example(shape=(1, 1, 1, 2), dtype=torch.float64, layout="nchw", offset=1e3, std=1e-2, seed=53246)
 def test_bn_stats_sweep(shape, dtype, layout, offset, std, seed):
-    """bn_stats = torch.var_mean (biased), also for means large against the spread."""
+    """bn_stats = the biased variance and mean, also for means large against the spread."""
     gen = torch.Generator().manual_seed(seed)
     x = make_layout((offset + std * torch.randn(shape, generator=gen, dtype=torch.float64)).to(dtype), layout)
     mean, var = fops.bn_stats(x)
-    ref_var, ref_mean = torch.var_mean(x.double(), dim=(0, 2, 3), correction=0)
+    # Two passes in fp64: torch.var_mean loses up to ~eps * |mean| / std of the variance on fp64
+    # inputs, more than the fp64 tolerance below; deviations from the mean first do not.
+    xd = x.double()
+    ref_mean = xd.mean(dim=(0, 2, 3))
+    ref_var = (xd - ref_mean.view(1, -1, 1, 1)).square().mean(dim=(0, 2, 3))
     stat = torch.float64 if dtype == torch.float64 else torch.float32
     rtol = 1e-10 if stat == torch.float64 else 1e-4
     # Error bound of a good fp32 algorithm: relative to the variance, plus a few ulps of mean^2.
