@@ -1,53 +1,100 @@
 #!/usr/bin/env bash
-# DALI for the GPU machine, which has no DALI and no network, in pieces that fit the
-# device tool's 64 MiB per call (55 MB pieces leave room for the working tree) (DESIGN.md, "Environment facts").
+# DALI for the GPU machine, which has no DALI and no network. Its wheels (~265 MB) exceed the
+# device tool's 64 MiB per call, so they travel installed, stripped to one Python and
+# xz-compressed (~175 MB), in three 58 MiB pieces: one per call of the GPU session, beside
+# the working tree (benchmarks/README.md, "DALI on the GPU machine").
 #
-#   here:    bash benchmarks/dali_wheels.sh prepare   # download the wheels, split into .dali-pieces/NN
-#   device:  one call per piece, carry=[".carry"], in quick succession (the machine must stay warm):
-#              mkdir -p .carry && cp .dali-pieces/NN .carry/   (here, before each call)
-#              bash benchmarks/dali_wheels.sh stash           (there: keeps the piece in .dali-stash/)
-#   device:  bash benchmarks/dali_wheels.sh install           (there, last call: join, pip install --target)
-#            then export PYTHONPATH=/tmp/dali-site:$PYTHONPATH and run the DALI tests/benchmarks.
+#   here:    bash benchmarks/dali_wheels.sh prepare    # download, install into a staging folder,
+#                                                      # pack into .dali-pieces/ (a few minutes)
+#   here:    bash benchmarks/dali_wheels.sh carry N    # before device call N (0, 1, 2): piece N into .carry/
+#   device:  bash benchmarks/dali_wheels.sh stash      # keep the carried piece in .dali-stash/
+#   device:  bash benchmarks/dali_wheels.sh install    # once all pieces are stashed: unpack into DALI_SITE
+#            benchmarks/gpu_session.sh runs stash and install itself, then puts DALI_SITE on PYTHONPATH.
+#
+# DALI_PYTHON (default 3.12, the GPU machine's) picks the Python whose extension modules are kept;
+# DALI_SITE (default /tmp/dali-site) is where install unpacks; PYTHON (default python3) the
+# interpreter that unpacks and checks the import. `install` exits 3 while pieces are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PIECES=.dali-pieces STASH=.dali-stash SITE=${DALI_SITE:-/tmp/dali-site}
+WHEELS_DIR=.dali-wheels PIECES=.dali-pieces STASH=.dali-stash CARRY=.carry
+SITE=${DALI_SITE:-/tmp/dali-site} PYV=${DALI_PYTHON:-3.12} PIECE_MIB=58 PY=${PYTHON:-python3}
+PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64
+           --platform manylinux2014_x86_64)
 # nvidia-dali-cuda130 2.4.0 and what it requires that the GPU machine lacks (numpy, packaging and six are there).
 WHEELS=(nvidia-dali-cuda130==2.4.0 "nvidia-nvimgcodec-cu13[all]>=0.9,<0.10" nvidia-libnvcomp-cu13==5.3.0.16
         astunparse==1.6.3 gast==0.6.0 optree nvtx makefun "libcst~=1.8" pyyaml)
 
+download() {
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$PYV" --implementation cp \
+    "${PLATFORMS[@]}" -d "$WHEELS_DIR" "$1"
+}
+
 case "${1:-}" in
   prepare)
-    rm -rf .dali-wheels "$PIECES"
-    for wheel in "${WHEELS[@]}"; do
-      python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-        --platform manylinux2014_x86_64 -d .dali-wheels "$wheel"
-    done
+    rm -rf "$WHEELS_DIR" "$PIECES"
+    for wheel in "${WHEELS[@]}"; do download "$wheel"; done
     # nvimgcodec's [all] extra names its codec wheels; fetch them too.
-    for extra in $(unzip -p .dali-wheels/nvidia_nvimgcodec*.whl '*/METADATA' \
+    for extra in $(unzip -p "$WHEELS_DIR"/nvidia_nvimgcodec*.whl '*/METADATA' \
                    | sed -n 's/^Requires-Dist: \([A-Za-z0-9_.-]*\).*extra == "all".*/\1/p' | sort -u \
                    | grep -v '^nvidia-libnvcomp'); do  # DALI pins its own libnvcomp: one version only
-      python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-        -d .dali-wheels "$extra"
+      download "$extra"
     done
+    stage=$(mktemp -d)
+    trap 'rm -rf "$stage"' EXIT
+    python3 -m pip install -q --no-index --no-deps --no-compile --only-binary=:all: --python-version "$PYV" \
+      --implementation cp "${PLATFORMS[@]}" --target "$stage" "$WHEELS_DIR"/*.whl
+    # The wheels carry an extension module for every CPython; only DALI_PYTHON's travels.
+    find "$stage" -name '*.cpython-3*' ! -name "*.cpython-${PYV/./}-*" -delete
+    rm -rf "$stage/bin"
     mkdir -p "$PIECES"
-    tar -cf - .dali-wheels | split -b 55M -d - "$PIECES/"
-    ls -l .dali-wheels "$PIECES"
-    echo "dali_wheels: $(ls "$PIECES" | wc -l) pieces in $PIECES; carry them one per call (see the header)"
+    tar -cf - -C "$stage" . | xz -9 -T0 | split -b "${PIECE_MIB}M" -d -a 1 - "$PIECES/piece-"
+    (cd "$PIECES" && sha256sum piece-* > SHA256SUMS)
+    echo "$PYV" > "$PIECES/PYTHON_VERSION"
+    ls -l "$PIECES"
+    echo "dali_wheels: $(ls "$PIECES"/piece-* | wc -l) pieces for Python $PYV in $PIECES;" \
+         "before device call N, run: bash benchmarks/dali_wheels.sh carry N"
+    ;;
+  carry)
+    piece="$PIECES/piece-${2:?usage: dali_wheels.sh carry N}"
+    [[ -f $piece ]] || { echo "dali_wheels: no $piece; run prepare (pieces: $(ls "$PIECES" 2>/dev/null | tr '\n' ' '))" >&2; exit 2; }
+    rm -rf "$CARRY"
+    mkdir -p "$CARRY"
+    cp "$piece" "$PIECES/SHA256SUMS" "$PIECES/PYTHON_VERSION" "$CARRY/"
+    echo "dali_wheels: $CARRY holds $(basename "$piece") of $(wc -l < "$PIECES/SHA256SUMS")" \
+         "for Python $(cat "$PIECES/PYTHON_VERSION"); carry [\"$CARRY\"]"
     ;;
   stash)
     mkdir -p "$STASH"
-    for piece in .carry/*; do mv "$piece" "$STASH/$(basename "$piece")"; done
+    shopt -s nullglob
+    for file in "$CARRY"/piece-* "$CARRY"/SHA256SUMS "$CARRY"/PYTHON_VERSION; do mv "$file" "$STASH/"; done
     ls -l "$STASH"
     ;;
   install)
-    cat "$STASH"/* | tar -xf -
-    python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" .dali-wheels/*.whl
-    PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" python3 -c "import nvidia.dali as d; print('DALI', d.__version__)"
+    [[ -f $STASH/SHA256SUMS ]] || { echo "dali_wheels: nothing stashed in $STASH" >&2; exit 3; }
+    missing=$(awk '{print $2}' "$STASH/SHA256SUMS" | while read -r p; do [[ -f $STASH/$p ]] || echo "$p"; done)
+    if [[ -n $missing ]]; then
+      echo "dali_wheels: still missing" $missing "(carry them, then run stash)" >&2
+      exit 3
+    fi
+    (cd "$STASH" && sha256sum --quiet -c SHA256SUMS)
+    running=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    if [[ $(cat "$STASH/PYTHON_VERSION") != "$running" ]]; then
+      echo "dali_wheels: the pieces hold DALI for Python $(cat "$STASH/PYTHON_VERSION"), this is $running;" \
+           "prepare them again with DALI_PYTHON=$running" >&2
+      exit 2
+    fi
+    # Unpacked beside SITE, then renamed: SITE exists only whole (gpu_session.sh tests for it).
+    rm -rf "$SITE" "$SITE.partial"
+    mkdir -p "$SITE.partial"
+    # Python's lzma, not the xz tool, which a bare machine may lack.
+    awk '{print $2}' "$STASH/SHA256SUMS" | sed "s|^|$STASH/|" | xargs cat \
+      | "$PY" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.stdin.buffer), sys.stdout.buffer)' \
+      | tar -xf - -C "$SITE.partial"
+    mv "$SITE.partial" "$SITE"
+    PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" "$PY" -c "import nvidia.dali as d; print('DALI', d.__version__, 'in $SITE')"
     ;;
   *)
-    echo "usage: bash benchmarks/dali_wheels.sh prepare|stash|install" >&2
+    echo "usage: bash benchmarks/dali_wheels.sh prepare | carry N | stash | install" >&2
     exit 2
     ;;
 esac

@@ -1,40 +1,41 @@
 #!/usr/bin/env bash
-# A whole GPU session in one device call: build the CUDA extension, run the CUDA tests,
-# build the inplace_abn peer, run every benchmark suite, and leave the logs and results in $OUT.
+# A GPU session: build the CUDA extension, run the CUDA tests, build the inplace_abn peer,
+# install DALI, run every benchmark suite, and leave the logs and results in $OUT.
 #
-#   bash benchmarks/gpu_session.sh                # build, test, peers, bench
+#   bash benchmarks/gpu_session.sh                # build, test, peers, dali, bench
 #   bash benchmarks/gpu_session.sh bench          # only some steps (a rerun on a warm machine)
 #   SESSION_S=300 bash benchmarks/gpu_session.sh  # a tighter ceiling
 #
-# With the peer rows it fits better in two calls on one warm machine (the builds stay there):
-# `build test peers`, then `bench`. The peers step needs .peers/ carried (bash benchmarks/peers.sh
-# prepare, here) and is skipped without it; DALI needs benchmarks/dali_wheels.sh's calls first.
+# A full session is three calls on one warm machine (the builds and installs stay there), each
+# carrying one piece of DALI (benchmarks/README.md, "GPU session"). Whatever the steps, a call
+# first stashes a DALI piece carried in .carry/ and, once the stash is whole, installs DALI
+# (benchmarks/dali_wheels.sh). The peers step needs .peers/ carried (bash benchmarks/peers.sh
+# prepare, here) and is skipped without it.
 #
 # Every step has its own timeout and the script goes on after a failure. The whole run
 # stops by SESSION_S seconds (default 360): the benchmark gets what the earlier steps
-# leave, so two runs and a machine start fit in 15 minutes of device time. What comes
-# back is at most 7 files (the device tool returns 8): session.log (every step's output
-# and a summary), build.log, and results/ with the run's JSON, README.md and three PNGs.
+# leave. What comes back is at most 7 files (the device tool returns 8): session.log
+# (every step's output and a summary), build.log, and results/ with the run's JSON,
+# README.md and three PNGs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/fastgan-gpu-session}
 SESSION_S=${SESSION_S:-360}
-STEPS=${*:-build test peers bench}
+STEPS=${*:-build test peers dali bench}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT/results"
 LOG="$OUT/session.log"
 export PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16}
 export CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")")}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-# DALI installed by benchmarks/dali_wheels.sh install on this (warm) machine, if any.
-[[ -d /tmp/dali-site ]] && export PYTHONPATH=$PYTHONPATH:/tmp/dali-site
 # inplace_abn built by an earlier `peers` step on this (warm) machine, if any.
 export PEER_SITE=${PEER_SITE:-/tmp/peer-site}
 export PYTHONPATH=$PYTHONPATH:$PEER_SITE
+export DALI_SITE=${DALI_SITE:-/tmp/dali-site}
 summary=()
 for step in $STEPS; do
-  [[ $step =~ ^(build|test|peers|bench)$ ]] || {
-    echo "unknown step '$step'; valid steps: build test peers bench" >&2
+  [[ $step =~ ^(build|test|peers|dali|bench)$ ]] || {
+    echo "unknown step '$step'; valid steps: build test peers dali bench" >&2
     exit 2
   }
 done
@@ -63,6 +64,13 @@ run_step() {
   echo "$(nproc) CPUs"
 } 2>&1 | tee -a "$LOG"
 
+# DALI arrives one piece per call; the call that completes the stash installs it.
+compgen -G ".carry/piece-*" > /dev/null && env PYTHON="$PY" bash benchmarks/dali_wheels.sh stash 2>&1 | tee -a "$LOG"
+if [[ ! -d $DALI_SITE && -f .dali-stash/SHA256SUMS ]]; then
+  run_step dali-install 120 "$LOG" env PYTHON="$PY" bash benchmarks/dali_wheels.sh install
+fi
+[[ -d $DALI_SITE ]] && export PYTHONPATH=$PYTHONPATH:$DALI_SITE
+
 for step in $STEPS; do
   case $step in
     build)
@@ -83,6 +91,13 @@ for step in $STEPS; do
         run_step peers "$limit" "$OUT/build.log" env PYTHON="$PY" bash benchmarks/peers.sh install
       else
         summary+=("peers: not run, no .peers/ carried (bash benchmarks/peers.sh prepare, then carry .peers)")
+      fi
+      ;;
+    dali)
+      if "$PY" -c "import nvidia.dali" 2>/dev/null; then
+        run_step dali-tests 120 "$LOG" "$PY" -m pytest -m cuda -q -p no:cacheprovider --tb=short tests/test_dali.py
+      else
+        summary+=("dali: not run, DALI not installed ($(ls .dali-stash/piece-* 2>/dev/null | wc -l) pieces stashed)")
       fi
       ;;
     bench)
