@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import shlex
 import sys
 import time
 import traceback
@@ -128,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     result = {"schema": SCHEMA, "started": started.strftime("%Y-%m-%d %H:%M UTC"), "finished": None,
               "complete": False,
               "args": {"device": device, "mode": "quick" if args.quick else "full", "time_budget": args.time_budget,
-                       "suites": list(suites)},
+                       "suites": list(suites),
+                       "command": shlex.join(["python", "-m", "benchmarks.run", *(sys.argv[1:] if argv is None
+                                                                                  else argv)])},
               "machine": machine, "byte_models": {**BYTE_MODELS, "note": BYTE_MODEL_NOTE},
               "copy_bandwidth_gbps": None, "peak_bandwidth_gbps": peak,
               "peak_bandwidth_note": CPU_PEAK_NOTE if device == "cpu" else None,

@@ -41,7 +41,9 @@ def test_json_records_the_machine_and_every_suite(quick_run):
     assert re.fullmatch(rf"cpu-[a-z0-9-]+-{result['machine']['cpu_count']}cpu-\d{{8}}-\d{{4}}\.json", json_path.name)
     assert result["schema"] == 2 and result["complete"] is True and result["finished"]
     assert result["args"] == {"device": "cpu", "mode": "quick", "time_budget": 1.0,
-                              "suites": ["train", "data", "memory", "ops"]}
+                              "suites": ["train", "data", "memory", "ops"],
+                              "command": "python -m benchmarks.run --suite all --quick --device cpu "
+                                         f"--time-budget 1 --out {json_path.parent}"}
     machine = result["machine"]
     for key in ("device_name", "cpu_count", "torch", "fastgan_version", "fastgan", "python"):
         assert machine[key], key
@@ -139,6 +141,66 @@ def test_markdown_table_and_plots_are_written(quick_run):
         assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
         assert f"![{png.name}]({png.name})" in readme
     assert "Targets (reported, not asserted):" in stdout
+
+
+def _readme_with_block(path: Path, inside: str = "") -> Path:
+    from benchmarks.table import PERF_BEGIN, PERF_END
+
+    path.write_text(f"# project\n\n## Performance\n\n{PERF_BEGIN}\n{inside}\n{PERF_END}\n\n## Next\n\ntext\n")
+    return path
+
+
+def test_readme_performance_block_is_rewritten_from_the_newest_gpu_run(quick_run, tmp_path):
+    from benchmarks.table import PERF_BEGIN, PERF_END, main
+
+    out, json_path, result, _ = quick_run
+    (tmp_path / "docs").mkdir()
+    readme = _readme_with_block(tmp_path / "docs" / "README.md", "stale: 99x faster")
+    assert main(["--out", str(out), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "stale" not in text and text.count(PERF_BEGIN) == 1 and text.count(PERF_END) == 1
+    assert text.startswith("# project\n\n## Performance\n\n") and text.endswith(f"{PERF_END}\n\n## Next\n\ntext\n")
+    assert "No GPU run has been published yet" in text and result["args"]["command"] in text
+    rel = os.path.relpath(out, readme.parent)
+    assert f"![{json_path.stem}-ops.png]({rel}/{json_path.stem}-ops.png)" in text
+    assert "| pix2pix 64x64 batch 1 width 32 | pix2pix 256x256 batch 1 |" in text
+
+    gpu = json.loads(json_path.read_text())
+    gpu["machine"].update(device="cuda", device_name="NVIDIA H100 80GB HBM3")
+    gpu["started"] = "2000-01-01 00:00 UTC"  # older than the CPU run, and still the one shown
+    gpu["args"]["command"] = "python -m benchmarks.run --suite all --device cuda"
+    (out / "cuda-h100-20000101-0000.json").write_text(json.dumps(gpu))
+    try:
+        assert main(["--out", str(out), "--readme", str(readme)]) == 0
+    finally:
+        (out / "cuda-h100-20000101-0000.json").unlink()
+    text = readme.read_text()
+    assert "Latest GPU run: NVIDIA H100 80GB HBM3, 2000-01-01 00:00 UTC" in text
+    assert "python -m benchmarks.run --suite all --device cuda\n" in text and "No GPU run" not in text
+    assert text.count(PERF_BEGIN) == 1 and "stale" not in text
+
+
+def test_readme_without_the_performance_markers_is_refused_by_name(quick_run, tmp_path, capsys):
+    from benchmarks.table import PERF_BEGIN, main
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# project\n\nno block here\n")
+    with pytest.raises(SystemExit) as raised:
+        main(["--out", str(quick_run[0]), "--readme", str(readme)])
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert f"benchmarks.table: error: {readme}: needs exactly one line '{PERF_BEGIN}'" in err
+    assert "(found 0 and 0)" in err and readme.read_text() == "# project\n\nno block here\n"
+
+
+def test_committed_readme_shows_the_committed_results():
+    """The front page's Performance block is what the committed JSON renders to: regenerate it
+    (python -m benchmarks.table --readme README.md) whenever results are added."""
+    from benchmarks.table import DEFAULT_OUT, PERF_BEGIN, PERF_END, render_performance
+
+    text = (ROOT / "README.md").read_text()
+    block = PERF_BEGIN + text.split(PERF_BEGIN)[1].split(PERF_END)[0] + PERF_END
+    assert block == render_performance(DEFAULT_OUT, ROOT / "README.md")
 
 
 def test_unknown_suite_is_rejected_with_the_choices():
