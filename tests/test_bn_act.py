@@ -13,7 +13,7 @@ from torch import nn
 import fastgan.ops as fops
 from fastgan.nn import BatchNormLeakyReLU2d
 
-from conftest import DTYPE_IDS, FLOAT_DTYPES, LAYOUTS, assert_close, make_layout
+from conftest import DEVICES, DTYPE_IDS, FLOAT_DTYPES, LAYOUTS, assert_close, make_layout, requires_compiled
 
 SHAPE = (4, 6, 5, 7)
 HALF = (torch.float16, torch.bfloat16)
@@ -257,6 +257,67 @@ def test_gradcheck_module_inplace():
     assert torch.autograd.gradcheck(lambda x, w, b: m(x), (x, m.weight, m.bias), eps=1e-6, atol=1e-6)
     m.eval()
     assert torch.autograd.gradcheck(lambda x, w, b: m(x), (x, m.weight, m.bias), eps=1e-6, atol=1e-6)
+
+
+# ---------------------------------------------------------------- double backward (gradient penalties)
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.2], ids=["relu", "leaky0.2"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_gradgradcheck_bn_act_train(layout, slope):
+    """create_graph=True (R1, WGAN-GP): the gradient is itself differentiable, in x, weight and bias."""
+    x = make_layout(torch.randn(2, 3, 3, 4, dtype=torch.float64), layout).requires_grad_()
+    w = torch.tensor([0.7, -1.3, 1.1], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([0.1, -0.2, 0.3], dtype=torch.float64, requires_grad=True)
+    fn = lambda x, w, b: fops.bn_act_train(x, w, b, 1e-5, slope)[0]  # noqa: E731
+    assert torch.autograd.gradgradcheck(fn, (x, w, b), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_gradgradcheck_bn_act_apply(layout):
+    """The fixed-statistics op twice differentiated, statistics included (the synchronized forward's)."""
+    x = make_layout(torch.randn(2, 3, 3, 4, dtype=torch.float64), layout).requires_grad_()
+    mean = torch.tensor([0.1, -0.3, 0.2], dtype=torch.float64, requires_grad=True)
+    invstd = torch.tensor([1.5, 0.8, 1.1], dtype=torch.float64, requires_grad=True)
+    w = torch.tensor([0.9, -1.4, 0.6], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([0.2, 0.05, -0.1], dtype=torch.float64, requires_grad=True)
+    fn = lambda *a: fops.bn_act_apply(*a, negative_slope=0.3)  # noqa: E731
+    assert torch.autograd.gradgradcheck(fn, (x, mean, invstd, w, b), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradient_penalty_matches_eager(device, training):
+    """A penalty on the input gradient trains the layer as it trains BatchNorm2d + LeakyReLU."""
+    dtype = torch.float64 if device == "cpu" else torch.float32
+    fused = BatchNormLeakyReLU2d(4).to(device, dtype).train(training)
+    with torch.no_grad():
+        fused.weight.uniform_(0.5, 1.5)
+        fused.bias.uniform_(-0.5, 0.5)
+        fused.running_mean.uniform_(-0.3, 0.3)
+        fused.running_var.uniform_(0.5, 1.5)
+    eager = nn.Sequential(nn.BatchNorm2d(4), nn.LeakyReLU(0.2)).to(device, dtype).train(training)
+    eager[0].load_state_dict(fused.state_dict())
+    x = torch.randn(3, 4, 5, 5, device=device, dtype=dtype, requires_grad=True)
+    second = []
+    for module in (fused, eager):
+        (grad_x,) = torch.autograd.grad((module(x) ** 3).sum(), x, create_graph=True)
+        second.append(torch.autograd.grad(grad_x.square().sum(), [x, *module.parameters()]))
+    for got, want in zip(*second):
+        assert want.abs().max() > 1  # a silent zero (non-differentiable backward) cannot pass
+        assert_close(got, want, dtype=dtype, factor=10)
+
+
+@requires_compiled
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_double_backward_in_place_mode_is_refused(training):
+    """In-place mode has overwritten its input, so a differentiable gradient in it is impossible: say so."""
+    m = BatchNormLeakyReLU2d(3, inplace=True).train(training)
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    y = m(x * 1.0)
+    with pytest.raises(RuntimeError, match=r"double backward \(create_graph=True\) is not supported in in-place "
+                                           r"mode .* use inplace=False for gradient penalties"):
+        torch.autograd.grad(y.sum(), x, create_graph=True)
 
 
 # ---------------------------------------------------------------- bn_stats

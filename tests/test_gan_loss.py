@@ -189,7 +189,8 @@ def test_documented_values(mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_gradcheck(mode):
-    """Double-precision gradcheck of both losses (targets smoothed where they apply)."""
+    """Double-precision gradcheck and gradgradcheck (gradient penalties differentiate the
+    gradient again) of both losses, targets smoothed where they apply."""
     targets = (0.9, 0.1) if mode in ("vanilla", "lsgan") else (1.0, 0.0)
     real = (torch.randn(2, 1, 3, 3, dtype=torch.float64) * 2).requires_grad_()
     fake = (torch.randn(3, 1, 2, 2, dtype=torch.float64) * 2).requires_grad_()
@@ -197,8 +198,9 @@ def test_gradcheck(mode):
         with torch.no_grad():
             real[(real - 1).abs() < 1e-3] += 0.1
             fake[(fake + 1).abs() < 1e-3] += 0.1
-    assert torch.autograd.gradcheck(lambda r, f: fops.gan_d_loss(r, f, mode, *targets), (real, fake))
-    assert torch.autograd.gradcheck(lambda f: fops.gan_g_loss(f, mode, targets[0]), (fake,))
+    for check in (torch.autograd.gradcheck, torch.autograd.gradgradcheck):
+        assert check(lambda r, f: fops.gan_d_loss(r, f, mode, *targets), (real, fake))
+        assert check(lambda f: fops.gan_g_loss(f, mode, targets[0]), (fake,))
 
 
 def test_loss_without_grad():

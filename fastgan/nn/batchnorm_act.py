@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.nn.modules.batchnorm import _NormBase
 
 from fastgan import ops
@@ -118,6 +119,7 @@ class _SyncBatchNormAct(torch.autograd.Function):
         return out, mean, var, total
 
     @staticmethod
+    @once_differentiable  # a gradient penalty through it gets torch's clear error, not a silent zero
     def backward(ctx, grad_out, _grad_mean, _grad_var, _grad_total):
         saved, mean, invstd, weight, bias, total = ctx.saved_tensors
         sum_dz, sum_dz_xhat = ops.bn_act_backward_reduce(grad_out, saved, mean, invstd, weight, bias,
