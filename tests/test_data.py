@@ -240,13 +240,13 @@ def test_paired_folder_rejects_unpaired_b(tmp_path):
         PairedFolderDataset(root)
 
 
-def test_paired_folder_size_mismatch_names_both_paths(tmp_path):
+def test_paired_folder_size_mismatch_fails_at_start_naming_both_paths(tmp_path):
+    """Found from the headers before training starts, not by a crash mid-epoch."""
     root = paired_folder(tmp_path)
     save(root / "B" / "img2.bmp", noise(20, 24))
-    dataset = PairedFolderDataset(root)
-    with pytest.raises(ValueError, match=rf"{esc(root / 'A' / 'img2.PNG')} is 24x24, "
-                                         rf"{esc(root / 'B' / 'img2.bmp')} is 24x20"):
-        dataset[2]
+    with pytest.raises(ValueError, match=rf"^1 paired image\(s\) differ in size: {esc(root / 'A' / 'img2.PNG')} "
+                                         rf"is 24x24, {esc(root / 'B' / 'img2.bmp')} is 24x20$"):
+        PairedFolderDataset(root)
 
 
 def test_duplicate_stems_are_ambiguous(tmp_path):

@@ -1,7 +1,7 @@
 """Image datasets read from folders: aligned A|B pairs, paired A/ B/ folders, single images, class folders.
 
-Structural problems (missing or empty folders, unpaired files, malformed A|B images) fail
-at construction with the offending path; a file that cannot be decoded is only found when
+Structural problems (missing or empty folders, unpaired files, malformed A|B images, pairs
+of different sizes) fail at construction with the offending path; a file that cannot be decoded is only found when
 loaded, and then its sample is None (see collate.collate_skipping).
 """
 from __future__ import annotations
@@ -27,6 +27,17 @@ def _check_aligned_sizes(files: list[Path]) -> None:
         if width % 2 or width != 2 * height:
             raise ValueError(f"aligned image {path} is {width}x{height}; an A|B image holds two square "
                              f"halves side by side, so its width must be even and twice its height")
+
+
+def _check_paired_sizes(pairs: list[tuple[Path, Path]]) -> None:
+    """Both images of a pair must share a size, or one crop window cannot fit both; read from headers."""
+    mismatched = []
+    for a_path, b_path in pairs:
+        a_size, b_size = image_size(a_path), image_size(b_path)
+        if a_size is not None and b_size is not None and a_size != b_size:
+            mismatched.append(f"{a_path} is {a_size[0]}x{a_size[1]}, {b_path} is {b_size[0]}x{b_size[1]}")
+    if mismatched:
+        raise ValueError(f"{len(mismatched)} paired image(s) differ in size: {listing(mismatched)}")
 
 
 class _PairedImages(SeededDataset):
@@ -85,6 +96,7 @@ class PairedFolderDataset(_PairedImages):
                 raise ValueError(f"{len(unpaired)} file(s) in {have_dir} have no same-stem file in {other_dir}: "
                                  f"{listing([have[stem].name for stem in unpaired])}")
         self.pairs = [(a_files[stem], b_files[stem]) for stem in sorted(a_files)]
+        _check_paired_sizes(self.pairs)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -94,9 +106,6 @@ class PairedFolderDataset(_PairedImages):
         a, b = load_image(a_path), load_image(b_path)
         if a is None or b is None:
             return None
-        if a.size != b.size:
-            raise ValueError(f"paired images differ in size: {a_path} is {a.width}x{a.height}, "
-                             f"{b_path} is {b.width}x{b.height}")
         return self._sample(a, b, index, a_path.stem)
 
 
