@@ -143,9 +143,9 @@ def test_an_undecodable_file_is_skipped_and_counted(aligned):
 def test_loader_choice():
     default = DefaultEdges2Photo("val", image_size=32, samples=4)
     assert choose_loader("auto", default, CPU) == (
-        "torch", "DefaultEdges2Photo is not read from image files; DALI handles AlignedDataset, "
+        "torch", "DALI has no pipeline for DefaultEdges2Photo; it reads AlignedDataset, "
                  "PairedFolderDataset, ImageFolderDataset, ClassFolderDataset")
-    with pytest.raises(SystemExit, match="data.loader=dali: DefaultEdges2Photo is not read from image files"):
+    with pytest.raises(SystemExit, match="data.loader=dali: DALI has no pipeline for DefaultEdges2Photo"):
         choose_loader("dali", default, CPU)
     assert choose_loader("torch", default, CPU) == ("torch", "requested")
 

@@ -35,7 +35,7 @@ def dali_import_error() -> str | None:
 
 def unsupported_reason(dataset) -> str | None:
     if not isinstance(dataset, SUPPORTED):
-        return (f"{type(dataset).__name__} is not read from image files; DALI handles "
+        return (f"DALI has no pipeline for {type(dataset).__name__}; it reads "
                 f"{', '.join(c.__name__ for c in SUPPORTED)}")
     return None
 
