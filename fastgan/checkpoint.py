@@ -64,16 +64,47 @@ def copy_atomic(src: str | Path, path: str | Path) -> Path:
     return _write_atomic(path, write)
 
 
+class CheckpointError(ValueError):
+    """A file that cannot serve as a checkpoint: torn, damaged, foreign, or from a newer fastgan."""
+
+
+def _first_sentence(error: BaseException) -> str:
+    """torch.load's messages run to paragraphs; the part that names the problem, for a one-line error."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = text.strip().splitlines()
+    first = re.split(r"\.\s", lines[0], maxsplit=1)[0].rstrip(".") if lines else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def read_torch_file(path: str | Path, map_location="cpu"):
+    """torch.load(weights_only=True), with every failure to decode the file raised as one CheckpointError
+    naming it. A missing or unpermitted file keeps its OSError, and running out of memory stays what it is."""
+    open(path, "rb").close()
+    try:
+        with warnings.catch_warnings():  # torch's advice for pickles it did not write; the error says enough
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except (MemoryError, torch.OutOfMemoryError):
+        raise
+    except Exception as error:  # a torn or foreign file makes torch raise anything from KeyError to OSError
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated, damaged, or not written by "
+                              f"torch.save): {_first_sentence(error)}") from error
+
+
 def load(path: str | Path, map_location="cpu") -> dict:
+    """The checkpoint at `path`. Raises FileNotFoundError when there is none, and CheckpointError (a
+    ValueError) when the file is unreadable, not a fastgan checkpoint, or of a newer format."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    ckpt = read_torch_file(path, map_location)
     if not isinstance(ckpt, dict) or "format_version" not in ckpt or "models" not in ckpt:
-        raise ValueError(f"{path} is not a fastgan checkpoint (no format_version/models keys)")
+        raise CheckpointError(f"{path} is not a fastgan checkpoint (no format_version/models keys)")
     if ckpt["format_version"] > FORMAT_VERSION:
-        raise ValueError(f"{path} has checkpoint format {ckpt['format_version']}; this fastgan reads up to "
-                         f"{FORMAT_VERSION}: upgrade fastgan")
+        raise CheckpointError(f"{path} has checkpoint format {ckpt['format_version']}; this fastgan reads up to "
+                              f"{FORMAT_VERSION}: upgrade fastgan")
     return ckpt
 
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import pickle
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
-from fastgan.checkpoint import FORMAT_VERSION, save_atomic
+from fastgan.checkpoint import FORMAT_VERSION, read_torch_file, save_atomic
 from fastgan.models import MODELS
 
 FAMILY = "pix2pix"
@@ -143,7 +142,7 @@ def convert_pix2pix_reference(state_dict: Mapping[str, torch.Tensor], net: str =
 
 
 def _pix2pix_reference(args: argparse.Namespace) -> str:
-    state_dict = torch.load(args.src, map_location="cpu", weights_only=True)
+    state_dict = read_torch_file(args.src)
     model_args = ({"ngf": args.ngf, "num_downs": args.num_downs} if args.net == "G"
                   else {"ndf": args.ndf, "n_layers": args.n_layers})
     converted, model_args = convert_pix2pix_reference(state_dict, args.net, **model_args)
@@ -184,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         print(args.run(args))
-    except (OSError, pickle.UnpicklingError, ValueError) as error:
+    except (OSError, ValueError) as error:
         parser.exit(2, f"{parser.prog} {args.command}: error: {error}\n")
     return 0
 

@@ -13,11 +13,16 @@ Super-resolution (srresnet, srgan): PSNR and SSIM on the Y channel with a border
 scale factor, for the network and for bicubic upscaling (the baseline row): each image of
 --data is cut to a multiple of the scale, shrunk with PIL bicubic and upscaled back.
 
+Options that would not change the result are refused rather than ignored: --split goes with
+--data default, --direction with pix2pix on an A|B folder, --fashion-mnist-root with --data
+fashion_mnist (which only the noise-to-image families take).
+
     python -m fastgan.evaluate --checkpoint runs/default/best.pt --data default
     python -m fastgan.evaluate --checkpoint C --data data/facades/test --direction BtoA --json scores.json
     python -m fastgan.evaluate --checkpoint runs/srgan/ckpt_00001000.pt --data default --split test
     python -m fastgan.evaluate --checkpoint L0.pt --checkpoint L1.pt --checkpoint L2.pt --data default --split train
     python -m fastgan.evaluate --checkpoint runs/gancls_cpu/ckpt_00000160.pt --data default
+    python -m fastgan.evaluate --checkpoint C --data fashion_mnist --fashion-mnist-root ~/fmnist --inception I.pt
 """
 from __future__ import annotations
 
@@ -38,10 +43,11 @@ from .data import (AlignedDataset, CaptionedFashionMNIST, CaptionedImageFolder, 
                    fashion_mnist)
 from .data.default import load_photo, default_photo_names
 from .data.files import list_images, load_image
+from .data.idx import FASHION_MNIST_FILES, FASHION_MNIST_ROOT
 from .data.transforms import to_tensor
 from .families.gancls import caption_length, wrong_pairs
 from .families.lapgan import load_pyramid
-from .inference import open_for_cli, trained_size
+from .inference import open_for_cli, run_cli, trained_size
 from .models import build_model
 from .pyramid import laplacian_pyramid
 
@@ -51,6 +57,9 @@ DEFAULT_SPLIT = "test"
 NOISE_SEED = 0
 # Channels of the named data sets; a folder is read with the model's channels.
 DATA_CHANNELS = {"fashion_mnist": 1, "default": 3}
+# What the families that cannot take --data fashion_mnist are scored on.
+SCORED_ON = {"pix2pix": "aligned A|B image pairs", "srresnet": "high-resolution photos",
+             "srgan": "high-resolution photos"}
 
 
 def parse_args(argv):
@@ -65,32 +74,46 @@ def parse_args(argv):
                         "of --split); gancls: a captioned image folder (a same-named .txt of captions beside each "
                         "image), 'fashion_mnist' (test split, attribute captions) or 'default' (the nine embedded "
                         "photos with their shipped captions); srresnet/srgan: a folder of high-resolution photos, "
-                        "or 'default' for the embedded photos")
+                        "or 'default' for the embedded photos. Write ./default or ./fashion_mnist for folders of "
+                        "those names")
+    p.add_argument("--fashion-mnist-root", default=None,
+                   help=f"--data fashion_mnist: the folder holding {' and '.join(FASHION_MNIST_FILES['test'])} "
+                        f"(.gz or not; default {FASHION_MNIST_ROOT}, where Debian's dataset-fashion-mnist puts them)")
     p.add_argument("--split", default=None, choices=("train", "val", "test"),
-                   help=f"split of the embedded set (default {DEFAULT_SPLIT}); gancls trains on all nine photos and "
-                        f"takes none")
-    p.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"))
+                   help=f"--data default only: split of the embedded set (default {DEFAULT_SPLIT}); gancls trains on "
+                        f"all nine photos and takes none")
+    p.add_argument("--direction", default=None, choices=("AtoB", "BtoA"),
+                   help="pix2pix on a folder of A|B images only: translate A to B (default) or B to A; the embedded "
+                        "set is edges to photos (AtoB) only")
     p.add_argument("--size", type=int, default=None,
-                   help="evaluation image size (default: the training size; srresnet/srgan: a centre crop of "
-                        "this side, default the whole image; lapgan/gancls: only the training size)")
+                   help="evaluation image size (default: the training size; pix2pix: a multiple of 2^num_downs; "
+                        "srresnet/srgan: a centre crop of this side, default the whole image; lapgan/gancls: only "
+                        "the training size)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--num-generated", type=int, default=None,
                    help=f"dcgan/conditional/lapgan: images generated for the scores (default "
                         f"{DEFAULT_NUM_GENERATED}); gancls: default one per real image of --data, from its caption")
     p.add_argument("--inception", default=None,
                    help="TorchScript Inception feature extractor for FID/KID (no weights are downloaded)")
-    p.add_argument("--json", default=None, help="also write the scores to this JSON file")
+    p.add_argument("--json", default=None, help="also write the scores to this JSON file (its folder is created)")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-ema", action="store_true")
     return p.parse_args(argv)
 
 
-def pix2pix_scores(G, args, size: int, device, fid) -> dict:
-    if args.data == "default":
-        dataset = DefaultEdges2Photo(args.split or DEFAULT_SPLIT, image_size=size)
-    else:
-        dataset = AlignedDataset(args.data, direction=args.direction, load_size=size, crop_size=size,
-                                 flip=False, train=False)
+def pix2pix_scores(G, ckpt, args, size: int, device, fid) -> dict:
+    channels = ckpt["model_args"]["G"].get("in_ch", 3), ckpt["model_args"]["G"].get("out_ch", 3)
+    if channels != (3, 3):
+        raise SystemExit(f"--checkpoint {args.checkpoint}: this pix2pix generator maps {channels[0]}-channel to "
+                         f"{channels[1]}-channel images; evaluate scores RGB pairs (3 to 3 channels) only")
+    try:
+        if args.data == "default":
+            dataset = DefaultEdges2Photo(args.split or DEFAULT_SPLIT, image_size=size)
+        else:
+            dataset = AlignedDataset(args.data, direction=args.direction or "AtoB", load_size=size, crop_size=size,
+                                     flip=False, train=False)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"--data: {e}") from None
     outputs, targets = [], []
     loader = DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate_skipping)
     for batch in tqdm(loader, desc="translating", unit="batch", file=sys.stdout):
@@ -167,12 +190,24 @@ def check_data_channels(data: str, channels: int, family: str) -> None:
                          f"ones")
 
 
+def fashion_mnist_test(args, size: int) -> Dataset:
+    """Fashion-MNIST's test split from --fashion-mnist-root, padded to 32 px or resized to larger sizes."""
+    root = Path(args.fashion_mnist_root or FASHION_MNIST_ROOT)
+    try:
+        return fashion_mnist(root, split="test", image_size=size, fit="pad" if size <= 32 else "resize")
+    except FileNotFoundError:
+        names = " and ".join(f"{name}[.gz]" for name in FASHION_MNIST_FILES["test"])
+        raise SystemExit(f"--data fashion_mnist: {names} not found in {root}; install Debian's dataset-fashion-mnist "
+                         f"(it puts them in {FASHION_MNIST_ROOT}) or pass --fashion-mnist-root with the folder that "
+                         f"holds them") from None
+
+
 def real_images(args, size: int, channels: int, labelled: bool, family: str) -> tuple[Dataset, str]:
     """(dataset, key of its full-resolution image) of --data for the noise-to-image families."""
     check_data_channels(args.data, channels, family)
     try:
         if args.data == "fashion_mnist":
-            return fashion_mnist(split="test", image_size=size, fit="pad" if size <= 32 else "resize"), "image"
+            return fashion_mnist_test(args, size), "image"
         if args.data == "default":
             return DefaultEdges2Photo(args.split or DEFAULT_SPLIT, image_size=size, flip=False), "B"
         folder = ClassFolderDataset if labelled else ImageFolderDataset
@@ -188,8 +223,7 @@ def captioned_images(args, size: int, channels: int, caption_len: int) -> Datase
         if args.data == "default":
             return DefaultCaptionedPhotos(size, caption_len, flip=False)
         if args.data == "fashion_mnist":
-            images = fashion_mnist(split="test", image_size=size, fit="pad" if size <= 32 else "resize")
-            return CaptionedFashionMNIST(images, caption_len)
+            return CaptionedFashionMNIST(fashion_mnist_test(args, size), caption_len)
         return CaptionedImageFolder(args.data, size, caption_len, channels)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"--data: {e}") from None
@@ -368,12 +402,39 @@ def gancls_scores(G, ckpt, args, size: int, device, fid) -> dict:
 
 # ----------------------------------------------------------------------------- command line
 
+def check_options(args, family: str) -> None:
+    """Refuses --data and options that a family does not use, so that no option is silently ignored."""
+    if args.data == "fashion_mnist" and family in SCORED_ON:
+        raise SystemExit(f"--data fashion_mnist: a {family} model is scored on {SCORED_ON[family]}; give a folder of "
+                         f"them or 'default' (write ./fashion_mnist for a folder of that name)")
+    if args.split is not None and args.data != "default":
+        raise SystemExit(f"--split picks a split of the embedded photos (--data default); leave it out for --data "
+                         f"{args.data}")
+    if args.direction is not None and (family != "pix2pix" or args.data == "default"):
+        scored = "the embedded set (edges to photos)" if family == "pix2pix" else f"a {family} model"
+        raise SystemExit(f"--direction applies to pix2pix on a folder of A|B images; leave it out for {scored}")
+    if args.fashion_mnist_root is not None and args.data != "fashion_mnist":
+        raise SystemExit(f"--fashion-mnist-root goes with --data fashion_mnist; leave it out for --data {args.data}")
+
+
+def prepare_json(path: str) -> None:
+    """Creates the folder of --json up front, so a bad path fails before the evaluation runs, not after."""
+    if Path(path).is_dir():
+        raise SystemExit(f"--json {path} is a folder; give a file name")
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SystemExit(f"--json {path}: cannot create its folder: {e.strerror}") from None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.batch_size < 1:
         raise SystemExit(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.num_generated is not None and args.num_generated < 1:
         raise SystemExit(f"--num-generated must be >= 1, got {args.num_generated}")
+    if args.size is not None and args.size < 1:
+        raise SystemExit(f"--size must be >= 1, got {args.size}")
     paths, args.checkpoint = args.checkpoint, args.checkpoint[0]
     G, ckpt, device = open_for_cli(args)
     family = ckpt["family"]
@@ -385,7 +446,11 @@ def main(argv=None) -> int:
                          "so leave --split out")
     if args.num_generated is not None and family not in GENERATING_FAMILIES:
         raise SystemExit(f"--num-generated: a {family} model is scored on the images of --data; leave it out")
+    check_options(args, family)
     size = args.size or trained_size(ckpt, 256)
+    if family == "pix2pix" and size % 2 ** ckpt["model_args"]["G"]["num_downs"]:
+        raise SystemExit(f"--size {size} must be a multiple of {2 ** ckpt['model_args']['G']['num_downs']} "
+                         f"(2^num_downs of this U-Net)")
     if family in ("lapgan", "gancls") and size != trained_size(ckpt, size):
         raise SystemExit(f"--size {args.size}: a {family} model generates {trained_size(ckpt, size)}-pixel images "
                          f"only; leave --size out")
@@ -393,14 +458,19 @@ def main(argv=None) -> int:
     if args.inception:
         if not Path(args.inception).is_file():
             raise SystemExit(f"--inception {args.inception}: file not found; expected {metrics.EXPECTED_INCEPTION}")
-        fid = metrics.FrechetAndKernelDistance(args.inception, device=device)
+        try:
+            fid = metrics.FrechetAndKernelDistance(args.inception, device=device)
+        except ValueError as e:
+            raise SystemExit(f"--inception: {e}") from None
+    if args.json:
+        prepare_json(args.json)
     if family in SUPERRES_FAMILIES:
         if fid is not None:
             raise SystemExit("--inception: FID/KID are not computed for super-resolution (images differ in size)")
         scores = superres_scores(G, ckpt, args, device)
         print_superres_table(family, scores)
     elif family == "pix2pix":
-        scores = pix2pix_scores(G, args, size, device, fid)
+        scores = pix2pix_scores(G, ckpt, args, size, device, fid)
     elif family == "lapgan":
         scores = lapgan_scores(paths, args, size, device, fid)
     elif family == "gancls":
@@ -419,9 +489,12 @@ def main(argv=None) -> int:
         print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
     if args.json:
         checkpoint = paths if len(paths) > 1 else paths[0]
-        Path(args.json).write_text(json.dumps({"checkpoint": checkpoint, "data": args.data, **scores}, indent=2))
+        try:
+            Path(args.json).write_text(json.dumps({"checkpoint": checkpoint, "data": args.data, **scores}, indent=2))
+        except OSError as e:
+            raise SystemExit(f"--json {args.json}: {e.strerror}") from None
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli("fastgan.evaluate", main))

@@ -1,6 +1,8 @@
 """Loading a trained generator for the command-line tools (translate, sample, evaluate)."""
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -25,6 +27,10 @@ def load_generator(path: str | Path, device: torch.device, ema: bool = True) -> 
         ckpt = ckpt_io.load(path, map_location="cpu")
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"--checkpoint: {e}") from None
+    if "G" not in ckpt["models"]:  # e.g. a discriminator converted with fastgan.convert --net D
+        held = ", ".join(ckpt["models"]) or "no networks"
+        raise SystemExit(f"--checkpoint {path} holds no generator ('G'), only {ckpt.get('family', 'unknown')} {held}; "
+                         f"these tools need a generator to make images")
     G = build_model(ckpt["family"], "G", **ckpt["model_args"]["G"])
     weights = ckpt["models"].get("G_ema") if ema else None
     G.load_state_dict(weights if weights is not None else ckpt["models"]["G"])
@@ -41,3 +47,15 @@ def open_for_cli(args) -> tuple[nn.Module, dict, torch.device]:
 def trained_size(ckpt: dict, fallback: int) -> int:
     """The image size the generator was trained at, when the checkpoint's config says."""
     return int(ckpt.get("config", {}).get("data", {}).get("crop_size", fallback))
+
+
+def run_cli(prog: str, main: Callable[[], int]) -> int:
+    """Runs a tool's main() from the command line: a user error (SystemExit with a message, as main raises it for
+    callers and tests) becomes one `prog: error: message` line on stderr and exit status 2, as argparse's own."""
+    try:
+        return main()
+    except SystemExit as stop:
+        if not isinstance(stop.code, str):
+            raise
+        print(f"{prog}: error: {stop.code}", file=sys.stderr)
+        return 2

@@ -16,7 +16,7 @@ import torch
 
 from .families.gancls import caption_length, generate_from_captions
 from .families.lapgan import load_pyramid
-from .inference import open_for_cli
+from .inference import open_for_cli, run_cli
 from .models import class_grid_labels
 from .visualize import grid, save_png
 
@@ -89,4 +89,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli("fastgan.sample", main))

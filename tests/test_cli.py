@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from fastgan import evaluate, sample, translate
+from fastgan import checkpoint, evaluate, sample, translate
 from fastgan.train import main as train
+
+from conftest import ROOT
 from train_helpers import TINY_PIX2PIX, tiny_dcgan, write_images
 
 
@@ -40,7 +45,53 @@ def test_translate_keeps_names_and_skips_unreadable(runs, tmp_path, capsys):
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["000.png", "001.png", "002.png"]
     assert Image.open(tmp_path / "out" / "000.png").size == (32, 32)  # the training crop size
-    assert "skipped 1 unreadable file" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "wrote 3 image(s) to" in out and "skipped 1 unreadable file" in out
+
+
+def contents(folder) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_translate_refuses_to_overwrite_its_inputs(runs, tmp_path):
+    src = tmp_path / "in"
+    write_images(src, 2)
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(src / "photo.jpg")
+    before = contents(src)
+    with pytest.raises(SystemExit, match=f"--output {src}: the result {src / '000.png'} would overwrite the input "
+                                         f"{src / '000.png'}; give another --output folder"):
+        translate.main(["--checkpoint", ckpt(runs, "pix2pix"), "--input", str(src), "--output", str(src)])
+    with pytest.raises(SystemExit, match="would overwrite the input"):  # one file, into its own folder
+        translate.main(["--checkpoint", ckpt(runs, "pix2pix"), "--input", str(src / "001.png"), "--output", str(src)])
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "000.png").symlink_to(src / "000.png")
+    with pytest.raises(SystemExit, match=f"would overwrite the input {src / '000.png'}"):
+        translate.main(["--checkpoint", ckpt(runs, "pix2pix"), "--input", str(src), "--output",
+                        str(tmp_path / "linked")])
+    assert contents(src) == before, "nothing was translated"
+    assert translate.main(["--checkpoint", ckpt(runs, "pix2pix"), "--input", str(src / "photo.jpg"),
+                           "--output", str(src)]) == 0  # photo.png is no input: same folder, no harm
+    assert sorted(contents(src)) == ["000.png", "001.png", "photo.jpg", "photo.png"]
+    assert {k: v for k, v in contents(src).items() if k != "photo.png"} == before
+
+
+def test_translate_refuses_inputs_that_share_an_output_name(runs, tmp_path, capsys):
+    src = tmp_path / "in"
+    write_images(src, 2)
+    for name in ("photo.jpg", "photo.png", "001.webp"):
+        Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(src / name)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match=re.escape(f"--input {src / '001.png'}, {src / '001.webp'} would be written "
+                                                   f"to one file, {out / '001.png'} (1 more name(s) clash); outputs "
+                                                   f"are named <input name>.png, so rename or move all but one")):
+        translate.main(["--checkpoint", ckpt(runs, "pix2pix"), "--input", str(src), "--output", str(out)])
+    assert not out.exists()
+    (src / "001.webp").unlink()
+    (src / "photo.jpg").rename(src / "other.jpg")
+    capsys.readouterr()
+    assert translate.main(["--checkpoint", ckpt(runs, "pix2pix"), "--input", str(src), "--output", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["000.png", "001.png", "other.png", "photo.png"]
+    assert f"wrote 4 image(s) to {out}" in capsys.readouterr().out
 
 
 def test_translate_aligned_half_and_size(runs, tmp_path):
@@ -55,15 +106,20 @@ def test_translate_aligned_half_and_size(runs, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--size", "40"], "--size 40 must be a multiple of 32"),
+    (["--size", "0"], "--size must be >= 1, got 0"),
     (["--input", "/nonexistent/x"], "no such file or folder"),
+    (["--aligned", "AtoB"], r"--aligned: .*000\.png is 40x40, not an A\|B image; its width must be even and twice "
+                            r"its height"),
+    (["--output", "FILE"], r"--output .*000\.png is a file; give a folder"),
 ])
 def test_translate_errors(runs, tmp_path, argv, message):
     base = {"--checkpoint": ckpt(runs, "pix2pix"), "--input": str(tmp_path), "--output": str(tmp_path / "o")}
     write_images(tmp_path, 1)
     for flag, value in zip(argv[::2], argv[1::2]):
-        base[flag] = value
+        base[flag] = str(tmp_path / "000.png") if value == "FILE" else value
     with pytest.raises(SystemExit, match=message):
         translate.main([x for kv in base.items() for x in kv])
+    assert not (tmp_path / "o").exists()
 
 
 def test_translate_refuses_noise_models(runs, tmp_path):
@@ -95,7 +151,7 @@ def test_sample_errors(runs, tmp_path, name, argv, message):
 
 
 def test_evaluate_pix2pix_on_the_embedded_test_split(runs, tmp_path):
-    out = tmp_path / "scores.json"
+    out = tmp_path / "new" / "folder" / "scores.json"  # created
     assert evaluate.main(["--checkpoint", ckpt(runs, "pix2pix"), "--data", "default", "--json", str(out)]) == 0
     scores = json.loads(out.read_text())
     assert scores["images"] == 64
@@ -115,3 +171,71 @@ def test_evaluate_noise_models_need_inception(runs, tmp_path):
 def test_missing_checkpoint_is_named(tmp_path):
     with pytest.raises(SystemExit, match="--checkpoint: checkpoint not found: .*nothing.pt"):
         sample.main(["--checkpoint", str(tmp_path / "nothing.pt"), "--output", str(tmp_path / "x.png")])
+
+
+@pytest.fixture(scope="module")
+def torn(runs, tmp_path_factory) -> str:
+    """The first half of a real checkpoint, as a crash or a full disk leaves it."""
+    path = tmp_path_factory.mktemp("torn") / "torn.pt"
+    data = (runs / "dcgan" / "ckpt_00000002.pt").read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    return str(path)
+
+
+def test_the_loader_names_a_torn_or_foreign_file(torn, tmp_path):
+    with pytest.raises(checkpoint.CheckpointError, match=f"{torn} is not a readable checkpoint \\(truncated, damaged, "
+                                                         f"or not written by torch.save\\): RuntimeError: "
+                                                         f"PytorchStreamReader failed reading zip archive"):
+        checkpoint.load(torn)
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(ValueError, match=r"text\.pt is not a readable checkpoint .*: KeyError: \d+$"):
+        checkpoint.load(tmp_path / "text.pt")  # a ValueError, as the trainer's resume expects
+
+
+@pytest.mark.parametrize("tool, argv", [
+    (sample.main, ["--output", "x.png"]),
+    (translate.main, ["--input", ".", "--output", "x"]),
+    (evaluate.main, ["--data", "default"]),
+])
+def test_a_torn_checkpoint_is_one_error_line(torn, tool, argv):
+    with pytest.raises(SystemExit, match=f"^--checkpoint: {torn} is not a readable checkpoint .*: RuntimeError: "
+                                         f"PytorchStreamReader failed reading zip archive: failed finding central "
+                                         f"directory$"):
+        tool(["--checkpoint", torn, *argv])
+
+
+def test_command_line_errors_are_one_prefixed_line_with_status_2(torn, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "fastgan.translate", "--checkpoint", torn, "--input", str(tmp_path),
+                           "--output", str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1].startswith(f"fastgan.translate: error: --checkpoint: {torn} is not a "
+                                                   f"readable checkpoint")
+
+
+@pytest.mark.parametrize("name, argv, message", [
+    ("pix2pix", ["--size", "50"], r"--size 50 must be a multiple of 32 \(2\^num_downs of this U-Net\)"),
+    ("pix2pix", ["--size", "0"], "--size must be >= 1, got 0"),
+    ("pix2pix", ["--data", "/no/such/folder"], "--data: aligned image folder /no/such/folder does not exist"),
+    ("pix2pix", ["--data", "IMAGES"], r"--data: aligned image .*000\.png is 40x40; an A\|B image holds two square "
+                                      r"halves"),
+    ("pix2pix", ["--data", "fashion_mnist"], r"--data fashion_mnist: a pix2pix model is scored on aligned A\|B image "
+                                             r"pairs; give a folder of them or 'default' \(write ./fashion_mnist"),
+    ("pix2pix", ["--direction", "BtoA"], r"--direction applies to pix2pix on a folder of A\|B images; leave it out "
+                                         r"for the embedded set \(edges to photos\)"),
+    ("dcgan", ["--data", "IMAGES", "--direction", "AtoB"], r"--direction applies to pix2pix on a folder of A\|B "
+                                                           r"images; leave it out for a dcgan model"),
+    ("dcgan", ["--data", "IMAGES", "--split", "val"], r"--split picks a split of the embedded photos \(--data "
+                                                      r"default\); leave it out for --data .*images"),
+    ("dcgan", ["--data", "IMAGES", "--fashion-mnist-root", "."], "--fashion-mnist-root goes with --data "
+                                                                 "fashion_mnist; leave it out for --data"),
+    ("dcgan", ["--data", "IMAGES", "--inception", "BAD"], r"--inception: .*bad\.pt is not a TorchScript module"),
+    ("pix2pix", ["--json", "FOLDER"], r"--json .* is a folder; give a file name"),
+])
+def test_evaluate_refuses_bad_arguments(runs, tmp_path, name, argv, message):
+    (tmp_path / "bad.pt").write_text("not an Inception network")
+    places = {"IMAGES": str(runs / "images"), "BAD": str(tmp_path / "bad.pt"), "FOLDER": str(tmp_path)}
+    argv = [places.get(a, a) for a in argv]
+    data = [] if "--data" in argv else ["--data", "default"]
+    with pytest.raises(SystemExit, match=message):
+        evaluate.main(["--checkpoint", ckpt(runs, name), *data, *argv])

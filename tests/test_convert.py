@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
+from fastgan import evaluate, sample, translate
 from fastgan.convert import ConversionError, convert_pix2pix_reference, main, reference_unet_module_map
+from fastgan.data.transforms import resize_center_crop, to_tensor
 from fastgan.models import PatchDiscriminator, UNetGenerator, build_model
+from fastgan.visualize import to_uint8
 
 from conftest import assert_close
 from reference_nets import randomize_bn_state, reference_patchgan_layers
@@ -249,3 +254,61 @@ def test_command_line_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["pix2pix-reference", str(src), str(tmp_path / "G.pt"), "--net", "X"])
     assert exit_info.value.code == 2 and "invalid choice: 'X'" in capsys.readouterr().err
+
+
+def test_command_line_names_a_file_that_is_no_state_dict(tmp_path, capsys):
+    src = tmp_path / "latest_net_G.pth"
+    src.write_text("id,name\n1,photo\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pix2pix-reference", str(src), str(tmp_path / "G.pt")])
+    assert exit_info.value.code == 2
+    assert re.fullmatch(f"python -m fastgan.convert pix2pix-reference: error: {re.escape(str(src))} is not a readable "
+                        r"checkpoint \(truncated, damaged, or not written by torch\.save\): \w+Error: [^\n]+\n",
+                        capsys.readouterr().err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest_net_G.pth"]
+
+
+def converted(tmp_path, reference: nn.Module, *argv: str) -> str:
+    src, out = tmp_path / "latest_net.pth", tmp_path / "converted.pt"
+    torch.save(reference.state_dict(), src)
+    assert main(["pix2pix-reference", str(src), str(out), *argv]) == 0
+    return str(out)
+
+
+def test_translate_with_converted_grayscale_input_weights(tmp_path):
+    """A 1-channel-input reference G (e.g. trained on grayscale sketches) reads its inputs as grayscale."""
+    reference = randomize(ReferenceUnet(1, 3, 5, ngf=4)).eval()
+    checkpoint = converted(tmp_path, reference, "--ngf", "4", "--num-downs", "5")
+    photo = tmp_path / "in" / "photo.jpg"
+    photo.parent.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(photo)
+    assert translate.main(["--checkpoint", checkpoint, "--input", str(photo), "--output", str(tmp_path / "out"),
+                           "--size", "32", "--device", "cpu", "--no-ema"]) == 0
+    gray = to_tensor(resize_center_crop(Image.open(photo).convert("L"), 32))
+    with torch.no_grad():
+        expected = to_uint8(reference(gray[None]))[0].astype(int)
+    written = np.asarray(Image.open(tmp_path / "out" / "photo.png")).astype(int)
+    assert written.shape == (32, 32, 3) and np.abs(written - expected).max() <= 1
+    with pytest.raises(SystemExit, match="this pix2pix generator maps 1-channel to 3-channel images; evaluate scores "
+                                         r"RGB pairs \(3 to 3 channels\) only"):
+        evaluate.main(["--checkpoint", checkpoint, "--data", "default"])
+
+
+def test_translate_refuses_channel_counts_no_image_file_has(tmp_path):
+    checkpoint = converted(tmp_path, randomize(ReferenceUnet(1, 2, 5, ngf=4)), "--ngf", "4", "--num-downs", "5")
+    with pytest.raises(SystemExit, match="this pix2pix generator maps 1-channel to 2-channel images; translate reads "
+                                         r"and writes grayscale \(1 channel\) or RGB \(3 channel\) images only"):
+        translate.main(["--checkpoint", checkpoint, "--input", str(tmp_path), "--output", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("tool, argv", [
+    (translate.main, ["--input", ".", "--output", "out"]),
+    (sample.main, ["--output", "grid.png"]),
+    (evaluate.main, ["--data", "default"]),
+])
+def test_a_converted_discriminator_is_no_generator(tmp_path, tool, argv):
+    checkpoint = converted(tmp_path, randomize(ReferencePatchGAN(6, 4, 3)), "--net", "D", "--ndf", "4")
+    with pytest.raises(SystemExit, match=f"^--checkpoint {re.escape(checkpoint)} holds no generator \\('G'\\), only "
+                                         f"pix2pix D; these tools need a generator to make images$"):
+        tool(["--checkpoint", checkpoint, *argv])

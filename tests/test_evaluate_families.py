@@ -8,6 +8,7 @@ import math
 import re
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,7 @@ from torch import nn
 
 from fastgan import checkpoint
 from fastgan.data import CaptionedImageFolder, ImageFolderDataset
+from fastgan.data.idx import FASHION_MNIST_ROOT
 from fastgan.evaluate import main as evaluate
 from fastgan.families.lapgan import load_pyramid
 from fastgan.metrics import FrechetAndKernelDistance
@@ -265,6 +267,37 @@ def test_one_captioned_picture_gives_no_wrong_caption(runs, tmp_path):
     (tmp_path / "one" / "000.txt").write_text("a red square\na small red square\n")
     with pytest.raises(SystemExit, match="no two neighbouring images have captions of different pictures"):
         evaluate(["--checkpoint", gancls(runs), "--data", str(tmp_path / "one"), "--device", "cpu"])
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    """An uncompressed uint8 IDX file: magic 00 00 08 ndim, the big-endian dimensions, the bytes."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def gray_gancls(runs) -> str:
+    """A GAN-CLS model of 1-channel images, which --data fashion_mnist needs."""
+    assert train([*GANCLS, "--model.channels", "1", "--data.root", str(runs / "captioned"),
+                  "--train.out_dir", str(runs / "gancls_gray")]) == 0
+    return str(runs / "gancls_gray" / "ckpt_00000002.pt")
+
+
+def test_fashion_mnist_from_another_folder(gray_gancls, tmp_path):
+    root = tmp_path / "fashion"
+    root.mkdir()
+    write_idx(root / "t10k-images-idx3-ubyte", np.random.default_rng(0).integers(0, 256, (6, 28, 28)))
+    write_idx(root / "t10k-labels-idx1-ubyte", np.arange(6))  # six classes: every neighbour is a wrong caption
+    scores = run(["--checkpoint", gray_gancls, "--data", "fashion_mnist", "--fashion-mnist-root", str(root),
+                  "--batch-size", "3"], tmp_path)
+    assert (scores["data"], scores["images"], scores["real_images"], scores["wrong_pairs"]) == (
+        "fashion_mnist", 6, 6, 6)
+    missing = tmp_path / "empty"
+    with pytest.raises(SystemExit, match=re.escape(
+            f"--data fashion_mnist: t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz] not found in "
+            f"{missing}; install Debian's dataset-fashion-mnist (it puts them in {FASHION_MNIST_ROOT}) or pass "
+            f"--fashion-mnist-root with the folder that holds them")):
+        evaluate(["--checkpoint", gray_gancls, "--data", "fashion_mnist", "--fashion-mnist-root", str(missing)])
 
 
 def test_help_describes_the_lapgan_and_gancls_paths(capsys):
