@@ -38,7 +38,8 @@ class DataConfig:
                         DATASETS)
     root: str = _opt("", "dataset folder (train split: ROOT/train if it exists, else ROOT); fashion_mnist: the "
                          "IDX folder (empty = Debian's dataset-fashion-mnist location)")
-    val_root: str = _opt("", "validation folder (empty = ROOT/val when it exists; the embedded set has its own)")
+    val_root: str = _opt("", "validation folder (empty = ROOT/val when it holds images, else no validation; the "
+                             "embedded set has its own)")
     direction: str = _opt("AtoB", "aligned/paired data: which half is the input", ("AtoB", "BtoA"))
     load_size: int = _opt(72, "resize to this before the random crop (pix2pix: 286)")
     crop_size: int = _opt(64, "random crop = training image size (pix2pix: 256; srresnet/srgan: the high-resolution "
@@ -139,10 +140,11 @@ class TrainConfig:
     sync_bn: bool = _opt(False, "synchronize BatchNorm statistics across processes (fused sync BN)")
     seed: int = _opt(0, "seed of everything (each rank adds its rank)")
     deterministic: bool = _opt(False, "torch.use_deterministic_algorithms (slower; exact reruns on GPU)")
-    resume: str = _opt("", "'' = fresh run (into out_dir-2, -3 ... if out_dir holds a run), 'auto' = newest valid checkpoint in "
-                           "out_dir, or a checkpoint path")
+    resume: str = _opt("", "'' = fresh run (into out_dir-2, -3 ... if out_dir holds a run), 'auto' = newest valid "
+                           "checkpoint in out_dir, or a checkpoint path; data.dataset, data.root, train.batch_size "
+                           "and train.seed must match the checkpoint's")
     keep_last: int = _opt(3, "checkpoints kept besides best.pt")
-    ckpt_every: int = _opt(0, "steps between checkpoints (0 = at the end of each epoch)")
+    ckpt_every: int = _opt(0, "steps between extra checkpoints besides the one at each epoch's end (0 = none)")
     log_every: int = _opt(10, "steps between metric lines (JSONL, TensorBoard, progress bar)")
     sample_every: int = _opt(100, "steps between sample grids (input | output | target)")
     val_batches: int = _opt(8, "validation batches per evaluation (0 = no validation)")
@@ -239,8 +241,14 @@ def load_yaml(cfg: Config, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    with open(path) as f:
-        tree = yaml.safe_load(f) or {}
+    try:
+        with open(path) as f:
+            tree = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or " ".join(str(e).split())
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (data, model, loss, optim, train)")
     for dotted, value in _flatten(tree).items():
@@ -276,6 +284,9 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     for key, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{key} must be >= 0, got {value}")
+    if o.schedule != "linear" and o.epochs == 0:
+        raise ConfigError(f"optim.epochs must be > 0 for optim.schedule={o.schedule} (optim.epochs_decay only adds "
+                          f"epochs to the linear schedule)")
     if o.epochs + o.epochs_decay == 0:
         raise ConfigError("optim.epochs + optim.epochs_decay must be > 0")
     if not 0 <= o.beta1 < 1 or not 0 <= o.beta2 < 1:
@@ -293,10 +304,18 @@ def validate(cfg: Config, world_size: int = 1) -> None:
                           f"({world_size}): each process takes an equal share")
     if not 0 < loss.target_real <= 1:
         raise ConfigError(f"loss.target_real must be in (0, 1], got {loss.target_real}")
+    if loss.target_real != 1 and loss.gan_mode in ("hinge", "wgan"):
+        raise ConfigError(f"loss.target_real ({loss.target_real}) smooths the vanilla and lsgan losses only; "
+                          f"loss.gan_mode={loss.gan_mode} has fixed margins: leave target_real at 1")
     if m.family == "pix2pix":
         if d.crop_size % (2 ** m.num_downs):
             raise ConfigError(f"data.crop_size ({d.crop_size}) must be divisible by 2^model.num_downs "
                               f"({2 ** m.num_downs}) for the U-Net; use num_downs 8 for 256, 7 for 128, 6 for 64")
+        if d.crop_size < patch_min_crop(m.patch_size):
+            fitting = [str(p) for p in PATCH_SIZES if patch_min_crop(p) <= d.crop_size]
+            raise ConfigError(f"model.patch_size {m.patch_size} needs data.crop_size >= {patch_min_crop(m.patch_size)} "
+                              f"(its discriminator halves the image {PATCH_SIZES.index(m.patch_size)} times), got "
+                              f"{d.crop_size}: use model.patch_size {' or '.join(fitting)}")
         if loss.lambda_rec == 0 and loss.lambda_adv == 0:
             raise ConfigError("loss.lambda_rec and loss.lambda_adv are both 0: the generator would learn nothing")
     elif m.family in SUPERRES_FAMILIES:
@@ -319,6 +338,13 @@ def validate(cfg: Config, world_size: int = 1) -> None:
                           f"'paired', got {d.dataset!r}")
     if d.dataset not in ("default", "fashion_mnist") and not d.root:
         raise ConfigError(f"data.dataset={d.dataset!r} needs data.root (a folder)")
+
+
+def patch_min_crop(patch_size: int) -> int:
+    """The smallest image the PatchGAN of this receptive field takes: its n 4x4 stride-2 convolutions
+    halve the side n times, then two 4x4 stride-1 convolutions need 3 pixels left for one logit."""
+    halvings = PATCH_SIZES.index(patch_size)
+    return 3 * 2 ** halvings if halvings else 1
 
 
 def _validate_superres(cfg: Config) -> None:
@@ -411,8 +437,9 @@ def build_parser(prog: str = "fastgan.train") -> argparse.ArgumentParser:
             typ = _field_type(cls, f.name)
             choices = f.metadata.get("choices")
             meta = "{" + ",".join(map(str, choices)) + "}" if choices else ("BOOL" if typ is bool else typ.__name__.upper())
+            text = f"{f.metadata['help']} (default: {getattr(getattr(defaults, section), f.name)!r})"
             group.add_argument(f"--{section}.{f.name}", dest=f"{section}.{f.name}", default=argparse.SUPPRESS,
-                               metavar=meta, help=f"{f.metadata['help']} (default: {getattr(getattr(defaults, section), f.name)!r})")
+                               metavar=meta, help=text.replace("%", "%%"))  # argparse %-formats help strings
     return parser
 
 
@@ -437,6 +464,12 @@ def parse_config(argv: list[str] | None = None, world_size: int = 1) -> Config:
     return cfg
 
 
+def config_changes(before: dict, after: dict) -> dict[str, tuple]:
+    """{dotted key: (before, after)} for every option two config dicts (Config.to_dict) set differently."""
+    old, new = _flatten(before), _flatten(after)
+    return {key: (old.get(key), value) for key, value in new.items() if old.get(key) != value}
+
+
 def config_from_dict(tree: dict) -> Config:
     """Rebuilds a Config stored in a checkpoint (validated like a YAML file)."""
     cfg = Config()
@@ -446,4 +479,4 @@ def config_from_dict(tree: dict) -> Config:
 
 
 __all__ = ["Config", "ConfigError", "DataConfig", "ModelConfig", "LossConfig", "OptimConfig", "TrainConfig",
-           "parse_config", "load_yaml", "validate", "build_parser", "config_from_dict"]
+           "parse_config", "load_yaml", "validate", "build_parser", "config_from_dict", "config_changes"]

@@ -17,6 +17,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -27,10 +28,11 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from . import checkpoint as ckpt_io
-from .config import SUPERRES_FAMILIES, Config, ConfigError, parse_config
+from .config import SUPERRES_FAMILIES, Config, ConfigError, config_changes, parse_config
 from .data.collate import collate_skipping
 from .data.dali import DALILoader, choose_loader
 from .data.epochs import EpochTaggedDataset, EpochTaggedSampler
+from .data.files import is_image_file
 from .data.sampler import ShardedSampler
 from .families import Family, build_family
 from .nn import convert_sync_batchnorm
@@ -118,11 +120,25 @@ def check_class_count(dataset, cfg: Config) -> None:
 
 
 def split_roots(cfg: Config) -> tuple[Path, Path | None]:
-    """ROOT/train (or ROOT) and the validation folder: data.val_root, else ROOT/val when it exists."""
+    """ROOT/train (or ROOT) and the validation folder: data.val_root, else ROOT/val when it holds images.
+    An empty ROOT/val (`fastgan.prepare edges --split 1 0 0` writes one) means no validation, not an error."""
     d = cfg.data
     root = Path(d.root)
     train_root = root / "train" if (root / "train").is_dir() else root
-    return train_root, Path(d.val_root) if d.val_root else (root / "val" if (root / "val").is_dir() else None)
+    if d.val_root:
+        return train_root, Path(d.val_root)
+    return train_root, root / "val" if holds_images(root / "val") else None
+
+
+def holds_images(folder: Path) -> bool:
+    """Whether an image lies in `folder` or below it (a paired set keeps its own in A/ and B/)."""
+    return folder.is_dir() and any(is_image_file(p) for p in folder.rglob("*"))
+
+
+def reads_splits(cfg: Config) -> bool:
+    """Whether the data is a folder with ROOT/train and ROOT/val splits (pix2pix pairs, super-resolution photos)."""
+    return cfg.data.dataset in ("aligned", "paired") or (cfg.model.family in SUPERRES_FAMILIES
+                                                         and cfg.data.dataset == "folder")
 
 
 def build_superres_datasets(cfg: Config):
@@ -215,8 +231,51 @@ def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
     return out
 
 
-class NonFiniteLoss(RuntimeError):
-    pass
+class NonFinite(RuntimeError):
+    """A non-finite loss or weight: the state after it may be corrupt, so it is never checkpointed."""
+
+
+class NoTrainingData(RuntimeError):
+    """An epoch went by without one step: every sample was skipped, and every later epoch would be the same."""
+
+
+def nonfinite_role(tensors: dict[str, Iterable[torch.Tensor]]) -> str | None:
+    """The first role whose floating-point tensors hold an inf or nan (one host sync per role)."""
+    for role, values in tensors.items():
+        flags = [torch.isfinite(v.detach()).all() for v in values if v.is_floating_point()]
+        if flags and not torch.stack(flags).all():
+            return role
+    return None
+
+
+def newest_good_checkpoint(folder: Path) -> Path | None:
+    """The newest step checkpoint in `folder` that loads and holds finite weights."""
+    for path in ckpt_io.list_checkpoints(folder):
+        try:
+            models = ckpt_io.load(path)["models"]
+        except Exception:  # torn or foreign, as load_latest skips it
+            continue
+        if nonfinite_role({role: sd.values() for role, sd in models.items()}) is None:
+            return path
+    return None
+
+
+# The options that decide which samples a saved (epoch, batch) position points at, so a resume must
+# keep them. The process count may change: train.batch_size is the global batch, and a step's
+# samples do not depend on how it is split over processes.
+DATA_POSITION_KEYS = ("data.dataset", "data.root", "train.batch_size", "train.seed")
+
+
+def data_position_changes(state: dict, cfg: Config, train_samples: int) -> list[str]:
+    """'key: checkpoint X, now Y' for each change that would make a resume replay or skip samples."""
+    moved = [f"{key}: checkpoint {old!r}, now {new!r}"
+             for key, (old, new) in config_changes(state.get("config", {}), cfg.to_dict()).items()
+             if key in DATA_POSITION_KEYS and old is not None
+             and not (key == "data.root" and os.path.normpath(old) == os.path.normpath(new))]
+    saved_samples = state.get("train_samples", train_samples)
+    if saved_samples != train_samples:
+        moved.append(f"training samples: checkpoint {saved_samples}, now {train_samples}")
+    return moved
 
 
 # ----------------------------------------------------------------------------- one step
@@ -246,9 +305,10 @@ def train_step(family: Family, nets: dict, optimizers: dict, scalers: dict, auto
 
 def optimizer_step(loss: torch.Tensor, which: str, optimizer, scaler) -> None:
     """Backward and one update. A non-finite loss: fp16 lets the GradScaler skip the step;
-    bf16/fp32 stop before the update rather than train on garbage."""
+    bf16/fp32 stop the run rather than train on garbage (the discriminator may already have
+    taken this step's update when the generator's loss is the bad one)."""
     if not scaler.is_enabled() and not torch.isfinite(loss.detach()).item():
-        raise NonFiniteLoss(f"the {which} loss is {loss.item()}")
+        raise NonFinite(f"non-finite loss: the {which} loss is {loss.item()}")
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
@@ -275,12 +335,18 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True
 
     # -- data
-    train_set, val_set = build_datasets(cfg)
-    try:
+    try:  # missing or empty folders, unpaired files, labels or a batch the data cannot fill (ConfigError)
+        train_set, val_set = build_datasets(cfg)
         check_class_count(train_set, cfg)
-    except ConfigError as e:
+        if len(train_set) < t.batch_size:
+            raise ConfigError(f"train.batch_size ({t.batch_size}) is larger than the training set "
+                              f"({len(train_set)} samples in {cfg.data.root or cfg.data.dataset})")
+    except (OSError, ValueError) as e:
         print(f"fastgan.train: error: {e}", file=sys.stderr)
         return 2
+    if is_main and val_set is None and t.val_batches and reads_splits(cfg):
+        print(f"fastgan: no validation (and no best.pt): {Path(cfg.data.root) / 'val'} is missing or holds no "
+              f"images", flush=True)
     per_rank = t.batch_size // world_size
     sampler = ShardedSampler(len(train_set), per_rank, rank, world_size, shuffle=True, seed=t.seed)
     loader, loader_name, loader_reason = make_loader(train_set, sampler, cfg, device, channels_last, world_size,
@@ -321,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     # -- resume
     step, epoch, start_batch = 0, 0, 0
     best = math.inf
+    resumed, started_with, changes = False, cfg.to_dict(), {}  # config.json keeps the first; resumes log changes
     if t.resume:
         found = (ckpt_io.load_latest(out, map_location=device) if t.resume == "auto"
                  else (ckpt_io.load(t.resume, map_location=device), Path(t.resume)))
@@ -332,6 +399,15 @@ def main(argv: list[str] | None = None) -> int:
             if state["family"] != family.name or state["model_args"] != family.model_args:
                 raise SystemExit(f"{path} holds {state['family']} networks {state['model_args']}, which differ "
                                  f"from this config's {family.name} {family.model_args}")
+            moved = data_position_changes(state, cfg, len(train_set))
+            if moved:
+                print(f"fastgan.train: error: resuming {path} with these options changed would replay or skip "
+                      f"samples: {'; '.join(moved)}; pass the checkpoint's values or start a fresh run",
+                      file=sys.stderr)
+                return 2
+            resumed, started_with = True, state.get("config", started_with)
+            changes = {key: change for key, change in config_changes(started_with, cfg.to_dict()).items()
+                       if key != "train.resume"}
             for role, model in family.models.items():
                 model.load_state_dict(state["models"][role])
                 optimizers[role].load_state_dict(state["optimizers"][role])
@@ -349,6 +425,10 @@ def main(argv: list[str] | None = None) -> int:
             if is_main:
                 print(f"fastgan: resumed from {path} at step {step} (epoch {epoch}, batch {start_batch})",
                       flush=True)
+                if changes:
+                    print("fastgan: changed options: " + ", ".join(f"{key} {old!r} -> {new!r}"
+                                                                    for key, (old, new) in changes.items()),
+                          flush=True)
     elif ckpt_io.list_checkpoints(out):
         out = next_free_dir(out)
         if is_main:
@@ -370,7 +450,11 @@ def main(argv: list[str] | None = None) -> int:
                     if line.strip() and json.loads(line).get("step", 0) <= step]
             metrics_path.write_text("".join(line + "\n" for line in kept))
         metrics_file = open(metrics_path, "a")
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        if not resumed or not (out / "config.json").exists():
+            (out / "config.json").write_text(json.dumps(started_with, indent=2))
+        if changes:
+            with open(out / "config_changes.jsonl", "a") as f:
+                f.write(json.dumps({"step": step, "changes": changes}) + "\n")
         from torch.utils.tensorboard import SummaryWriter
         writer = SummaryWriter(out / "tensorboard", purge_step=step)
         print(f"fastgan: {family.name} on {cfg.data.dataset} ({len(train_set)} training samples), "
@@ -390,8 +474,16 @@ def main(argv: list[str] | None = None) -> int:
             if key not in ("step", "epoch") and isinstance(value, (int, float)):
                 writer.add_scalar(key, value, record["step"])
 
+    saved_step = -1
+
     def save(reason: str, also_best: bool = False) -> Path | None:
-        """Everything an exact resume needs; every rank contributes its RNG state."""
+        """Everything an exact resume needs; every rank contributes its RNG state. Weights that are not
+        finite are never written: they would also rotate good checkpoints out (keep_last)."""
+        nonlocal saved_step
+        bad = nonfinite_role({role: m.parameters() for role, m in family.models.items()})  # equal on all ranks
+        if bad is not None:
+            raise NonFinite(f"non-finite weights: the {bad} weights hold inf or nan")
+        saved_step = step
         rngs = [None] * world_size
         if world_size > 1:
             dist.all_gather_object(rngs, ckpt_io.rng_state())
@@ -407,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
                  "optimizers": {r: o.state_dict() for r, o in optimizers.items()},
                  "scalers": {r: s.state_dict() for r, s in scalers.items()},
                  "ema": ema.state_dict() if ema is not None else {},
-                 "rng": rngs, "step": step, "epoch": epoch, "batch": start_batch, "best": best, "reason": reason}
+                 "rng": rngs, "step": step, "epoch": epoch, "batch": start_batch, "train_samples": len(train_set),
+                 "best": best, "reason": reason}
         path = ckpt_io.save_atomic(state, out / ckpt_io.checkpoint_name(step))
         ckpt_io.prune(out, t.keep_last)
         if also_best:
@@ -425,6 +518,13 @@ def main(argv: list[str] | None = None) -> int:
         save_png(picture, out / "samples" / f"step_{step:08d}.png")
         writer.add_image("samples", picture, step, dataformats="HWC")
 
+    def all_ranks_sum(n: int) -> int:
+        if world_size == 1:
+            return n
+        total = torch.tensor([float(n)], device=device)
+        dist.all_reduce(total)
+        return int(total.item())
+
     def finish_stage(reason: str) -> Path | None:
         """At an epoch's end (and the run's): validate, report skipped files, checkpoint, keep the best."""
         nonlocal best, skipped
@@ -435,10 +535,7 @@ def main(argv: list[str] | None = None) -> int:
             with autocast():
                 scores = family.evaluate(G_eval, batches)
             G_eval.train()
-        if world_size > 1:
-            total = torch.tensor([float(skipped)], device=device)
-            dist.all_reduce(total)
-            skipped = int(total.item())
+        skipped = all_ranks_sum(skipped)
         improved = False
         if is_main:
             if skipped:
@@ -466,10 +563,9 @@ def main(argv: list[str] | None = None) -> int:
     images = skipped = 0
     window_start, window_images = time.perf_counter(), 0
     last_logs: dict = {}
-    saved_at = -1
-    exit_code, end_reason = 0, "finished"
+    exit_code, end_reason, stopping = 0, "finished", False
     try:
-        while step < total_steps and end_reason == "finished":
+        while step < total_steps and not stopping:
             factor = lr_factor(cfg, epoch)
             for opt in optimizers.values():
                 for group in opt.param_groups:
@@ -477,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
             sampler.set_epoch(epoch, start_batch)
             if hasattr(train_set, "set_epoch"):  # DALI draws crops in this process; torch indices carry it
                 train_set.set_epoch(epoch)
+            pass_start, pass_start_step = start_batch, step
             for batch in loader:
                 start_batch += 1
                 skipped += batch.pop("skipped", 0)
@@ -504,39 +601,55 @@ def main(argv: list[str] | None = None) -> int:
                         write_samples(batch)
                     if progress is not None:
                         progress.update(1)
-                    if t.ckpt_every and step % t.ckpt_every == 0:
+                    # Extra checkpoints only: the epoch's end and the run's end write their own.
+                    if (t.ckpt_every and step % t.ckpt_every == 0 and step < total_steps
+                            and start_batch < sampler.steps_per_epoch):
                         save("periodic")
-                        saved_at = step
-                if stopping:
-                    end_reason = "stopped by signal"
-                    break
-                if step >= total_steps:
+                if stopping or step >= total_steps:
                     break
             if start_batch == sampler.steps_per_epoch:
+                if pass_start == 0 and step == pass_start_step:
+                    raise NoTrainingData(
+                        f"epoch {epoch} trained no step: {all_ranks_sum(skipped)} of its "
+                        f"{sampler.steps_per_epoch * t.batch_size} samples from {cfg.data.root or cfg.data.dataset} "
+                        f"were skipped (unreadable, or smaller than data.crop_size; the warnings above name the "
+                        f"files)")
                 epoch, start_batch = epoch + 1, 0
-                if not t.ckpt_every or step >= total_steps:
-                    finish_stage("epoch end")
-                    saved_at = step
-        if step != saved_at and end_reason == "finished":
+                finish_stage("epoch end")
+        if stopping:
+            end_reason = "stopped by signal"
+            if saved_step != step:
+                save(end_reason)
+        elif saved_step != step:
             finish_stage("step budget reached")
-    except NonFiniteLoss as e:
-        end_reason, exit_code = f"non-finite loss: {e}", 1
+    except NonFinite as e:
+        end_reason, exit_code = str(e), 1
+    except NoTrainingData as e:
+        end_reason, exit_code = str(e), 2
     finally:
         if progress is not None:
             progress.close()
-    if end_reason != "finished":
-        path = save(end_reason)
-        if is_main:
-            advice = ("lower the learning rate or change train.precision, then resume with --train.resume auto"
-                      if exit_code else "continue with --train.resume auto")
-            print(f"fastgan: {end_reason} at step {step}; wrote {path}; {advice}", flush=True)
     if is_main:
+        if exit_code == 1:
+            good = newest_good_checkpoint(out)
+            advice = (f"the newest good checkpoint is {good}: resume from it with --train.resume {good} and a lower "
+                      f"learning rate or another train.precision" if good is not None else
+                      "there is no earlier checkpoint: start again with a lower learning rate or another "
+                      "train.precision")
+            print(f"fastgan: {end_reason} at step {step}; the state after it may be corrupt, so no checkpoint was "
+                  f"written; {advice}", flush=True)
+        elif exit_code == 2:
+            print(f"fastgan.train: error: {end_reason}", file=sys.stderr, flush=True)
+        elif stopping:
+            print(f"fastgan: {end_reason} at step {step}; wrote {out / ckpt_io.checkpoint_name(step)}; continue "
+                  f"with --train.resume auto", flush=True)
         log({"step": step, "epoch": epoch, "images": images, **last_logs, "result": end_reason, "summary": True})
         writer.close()
         metrics_file.close()
         losses = ", ".join(f"{k} {v:.4g}" for k, v in last_logs.items() if k.startswith("loss"))
-        print(f"fastgan: {end_reason}: step {step}, {images} images this run; {losses}; outputs in {out}",
-              flush=True)
+        if exit_code != 2:
+            print(f"fastgan: {end_reason}: step {step}, {images} images this run; {losses}; outputs in {out}",
+                  flush=True)
     if world_size > 1:
         dist.destroy_process_group()
     return exit_code

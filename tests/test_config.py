@@ -77,9 +77,36 @@ def test_unknown_yaml_key_names_the_file(tmp_path):
     (["--optim.beta1", "1.0"], "optim.beta1 and optim.beta2 must be in [0, 1)"),
     (["--optim.ema", "1.5"], "optim.ema is a decay in [0, 1)"),
     (["--data.edge_blur", "4"], "data.edge_blur must be odd"),
+    (["--optim.schedule", "constant", "--optim.epochs", "0"], "optim.epochs must be > 0 for optim.schedule=constant"),
+    (["--optim.schedule", "step", "--optim.epochs", "0", "--optim.epochs_decay", "5"],
+     "optim.epochs must be > 0 for optim.schedule=step"),
+    (["--data.crop_size", "32", "--data.load_size", "36", "--model.num_downs", "5", "--model.patch_size", "286"],
+     "model.patch_size 286 needs data.crop_size >= 96 (its discriminator halves the image 5 times), got 32: use "
+     "model.patch_size 1 or 16 or 34 or 70"),
+    (["--loss.gan_mode", "wgan", "--loss.target_real", "0.9"],
+     "loss.target_real (0.9) smooths the vanilla and lsgan losses only; loss.gan_mode=wgan has fixed margins"),
 ])
 def test_bad_values_are_rejected(argv, message, capsys):
     assert message in error_of(argv, capsys)
+
+
+def test_linear_schedule_may_run_only_decay_epochs():
+    assert parse_config(["--optim.epochs", "0", "--optim.epochs_decay", "3"]).optim.epochs == 0
+
+
+def test_largest_patch_that_fits_the_crop_is_accepted():
+    cfg = parse_config(["--data.crop_size", "32", "--data.load_size", "36", "--model.num_downs", "5",
+                        "--model.patch_size", "70"])
+    assert cfg.model.patch_size == 70
+
+
+def test_yaml_syntax_error_is_one_line(tmp_path, capsys):
+    path = tmp_path / "broken.yaml"
+    path.write_text("optim:\n  lr: 0.001\n bad: 2\n")
+    err = error_of(["--config", str(path)], capsys)
+    assert (f"error: {path}: invalid YAML at line 3, column 2: expected <block end>, but found "
+            f"'<block mapping start>'\n") in err
+    assert "Traceback" not in err
 
 
 def test_batch_divisible_by_processes(capsys):
@@ -95,6 +122,17 @@ def test_help_lists_every_option_with_its_default():
             flag = f"--{section.name}.{f.name}"
             assert flag in text, flag
             assert f"(default: {getattr(getattr(cfg, section.name), f.name)!r})" in " ".join(text.split()), flag
+
+
+def test_help_texts_render_verbatim():
+    """argparse %-formats help strings: a bare '%' (as in '~10% slower') printed its internal dict."""
+    text = build_parser().format_help()
+    assert "%(" not in text and "option_strings" not in text
+    squeezed, cfg = "".join(text.split()), Config()  # line wrapping may split words at hyphens
+    for section in dataclasses.fields(Config):
+        for f in dataclasses.fields(getattr(cfg, section.name)):
+            assert "".join(f.metadata["help"].split()) in squeezed, f"{section.name}.{f.name}"
+    assert "~10% slower" in " ".join(text.split())
 
 
 def test_yaml_booleans_set_on_off_auto_switches(tmp_path):

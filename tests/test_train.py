@@ -15,7 +15,7 @@ import torch
 
 from fastgan import checkpoint
 from fastgan.train import main
-from train_helpers import TINY_PIX2PIX, final_weights, tiny_dcgan, write_images
+from train_helpers import TINY_PIX2PIX, final_weights, tiny_dcgan, write_aligned, write_images
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -171,7 +171,14 @@ def test_sigterm_checkpoints_and_exits_zero(tmp_path):
     assert state["reason"] == "stopped by signal" and 2 <= state["step"] < 100000
 
 
-def test_nonfinite_loss_stops_with_a_checkpoint(tmp_path, monkeypatch, capsys):
+def finite(path) -> bool:
+    models = checkpoint.load(path)["models"]
+    return all(torch.isfinite(v).all() for sd in models.values() for v in sd.values() if v.is_floating_point())
+
+
+def test_nonfinite_loss_writes_no_checkpoint_and_names_the_last_good_one(tmp_path, monkeypatch, capsys):
+    """The discriminator has already taken the bad step's update when the generator's loss turns out
+    nan, so that state is never written, and the good checkpoints are not rotated out (keep_last)."""
     from fastgan.families import Pix2PixFamily
     original = Pix2PixFamily.g_loss
     calls = {"n": 0}
@@ -182,12 +189,181 @@ def test_nonfinite_loss_stops_with_a_checkpoint(tmp_path, monkeypatch, capsys):
         return (loss * float("nan"), logs) if calls["n"] == 3 else (loss, logs)
 
     monkeypatch.setattr(Pix2PixFamily, "g_loss", poisoned)
-    assert train(tmp_path, "--train.max_steps", "10") == 1
+    assert train(tmp_path, "--train.max_steps", "10", "--train.ckpt_every", "1", "--train.keep_last", "2") == 1
     out = capsys.readouterr().out
-    assert "non-finite loss: the generator loss is nan" in out
-    state, _ = checkpoint.load_latest(tmp_path)
-    assert state["step"] == 2  # the poisoned step never reached the optimizer
-    assert all(torch.isfinite(v).all() for v in state["models"]["G"].values() if v.is_floating_point())
+    good = tmp_path / "ckpt_00000002.pt"
+    assert (f"non-finite loss: the generator loss is nan at step 2; the state after it may be corrupt, so no "
+            f"checkpoint was written; the newest good checkpoint is {good}: resume from it with --train.resume "
+            f"{good}") in out
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["ckpt_00000002.pt", "ckpt_00000001.pt"]
+    assert all(finite(p) for p in checkpoint.list_checkpoints(tmp_path))
+    assert train(tmp_path, "--train.max_steps", "4", "--train.resume", str(good)) == 0  # the advice works
+    assert checkpoint.load(checkpoint.list_checkpoints(tmp_path)[0])["step"] == 4
+
+
+def test_diverging_run_writes_no_checkpoint(tmp_path, capsys):
+    """A learning rate of 1e30 with the WGAN loss turns the generator's loss nan in the first step."""
+    assert train(tmp_path, "--optim.lr", "1e30", "--loss.gan_mode", "wgan") == 1
+    out = capsys.readouterr().out
+    assert "non-finite loss: the generator loss is nan at step 0" in out
+    assert "there is no earlier checkpoint: start again with a lower learning rate" in out
+    assert checkpoint.list_checkpoints(tmp_path) == [] and not (tmp_path / "best.pt").exists()
+
+
+def test_nonfinite_weights_are_never_checkpointed(tmp_path, monkeypatch, capsys):
+    import fastgan.train as trainer
+    original, calls = trainer.train_step, {"n": 0}
+
+    def corrupting(family, *args):
+        logs = original(family, *args)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            with torch.no_grad():
+                next(family.models["G"].parameters()).fill_(float("inf"))
+        return logs
+
+    monkeypatch.setattr(trainer, "train_step", corrupting)
+    assert train(tmp_path, "--train.max_steps", "5", "--train.ckpt_every", "1") == 1
+    out = capsys.readouterr().out
+    assert "non-finite weights: the G weights hold inf or nan at step 2; the state after it may be corrupt" in out
+    assert f"the newest good checkpoint is {tmp_path / 'ckpt_00000001.pt'}" in out
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["ckpt_00000001.pt"]
+    assert finite(tmp_path / "ckpt_00000001.pt")
+
+
+def aligned_run(root, out_dir, *args) -> int:
+    return main([*TINY_PIX2PIX, "--data.dataset", "aligned", "--data.root", str(root),
+                 "--train.out_dir", str(out_dir), "--optim.schedule", "constant", *args])
+
+
+@pytest.mark.parametrize("why", ["unreadable", "too small"])
+def test_an_epoch_without_a_step_is_an_error(tmp_path, capsys, why):
+    """Every sample skipped: the trainer stops after the first epoch instead of looping over empty epochs."""
+    data, out = tmp_path / "data", tmp_path / "run"
+    with pytest.warns(UserWarning, match="skipping"):
+        if why == "unreadable":
+            data.mkdir()
+            for i in range(4):
+                (data / f"{i}.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+            code = aligned_run(data, out)
+        else:
+            write_images(data, 4, size=16)
+            code = main(["--model.family", "srresnet", "--data.dataset", "folder", "--data.root", str(data),
+                         "--data.crop_size", "24", "--model.scale", "2", "--model.ngf", "8", "--model.num_blocks",
+                         "1", "--train.batch_size", "2", "--train.progress", "false", "--train.out_dir", str(out)])
+    assert code == 2
+    assert (f"fastgan.train: error: epoch 0 trained no step: 4 of its 4 samples from {data} were skipped"
+            in capsys.readouterr().err)
+    assert checkpoint.list_checkpoints(out) == []
+
+
+def test_ckpt_every_adds_checkpoints_and_keeps_validation(tmp_path, monkeypatch, capsys):
+    """2 steps per epoch, a checkpoint every step, a run that ends mid-epoch: each epoch's end still
+    validates, updates best.pt and reports skipped files, and no checkpoint is written twice."""
+    write_aligned(tmp_path / "data" / "train", 7)
+    (tmp_path / "data" / "train" / "broken.png").write_bytes(b"not a png")
+    write_aligned(tmp_path / "data" / "val", 2, seed=1)
+    written = []
+    save_atomic = checkpoint.save_atomic
+    monkeypatch.setattr(checkpoint, "save_atomic", lambda obj, path: written.append(Path(path).name)
+                        or save_atomic(obj, path))
+    with pytest.warns(UserWarning, match="broken.png"):
+        assert aligned_run(tmp_path / "data", tmp_path / "run", "--optim.epochs", "3", "--train.max_steps", "5",
+                           "--train.ckpt_every", "1", "--train.keep_last", "10") == 0
+    assert written == [checkpoint.checkpoint_name(step) for step in range(1, 6)]
+    assert [r["step"] for r in metrics(tmp_path / "run") if "val_l1" in r] == [2, 4, 5]
+    assert (tmp_path / "run" / "best.pt").is_file()
+    out = capsys.readouterr().out
+    for epoch in (0, 1):
+        assert f"fastgan: epoch {epoch}: skipped 1 unreadable sample(s)" in out
+    reasons = [checkpoint.load(tmp_path / "run" / name)["reason"] for name in written]
+    assert reasons == ["periodic", "epoch end", "periodic", "epoch end", "step budget reached"]
+
+
+def test_resume_refuses_options_that_move_the_data_position(tmp_path, capsys):
+    assert train(tmp_path, "--train.max_steps", "2") == 0
+    capsys.readouterr()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert train(tmp_path, "--train.max_steps", "4", "--train.resume", "auto", "--train.batch_size", "8",
+                 "--train.seed", "1") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fastgan.train: error: resuming ") and "\n" not in err
+    assert "train.batch_size: checkpoint 4, now 8; train.seed: checkpoint 0, now 1" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_resume_refuses_a_changed_training_set(tmp_path, capsys):
+    write_aligned(tmp_path / "data", 8)
+    assert aligned_run(tmp_path / "data", tmp_path / "run", "--train.max_steps", "1") == 0
+    write_aligned(tmp_path / "extra", 1)
+    (tmp_path / "extra" / "000.png").rename(tmp_path / "data" / "new.png")
+    assert aligned_run(tmp_path / "data", tmp_path / "run", "--train.max_steps", "2", "--train.resume", "auto") == 2
+    assert "training samples: checkpoint 8, now 9" in capsys.readouterr().err
+
+
+def test_resume_with_safe_changes_keeps_config_json_and_logs_them(tmp_path, capsys):
+    assert train(tmp_path, "--train.max_steps", "2") == 0
+    original = (tmp_path / "config.json").read_text()
+    assert train(tmp_path, "--train.max_steps", "3", "--train.resume", "auto", "--optim.lr", "1e-4",
+                 "--train.log_every", "2") == 0
+    assert "changed options: optim.lr 0.0002 -> 0.0001, train.max_steps 2 -> 3, train.log_every 1 -> 2" \
+        in capsys.readouterr().out
+    assert (tmp_path / "config.json").read_text() == original
+    changes = [json.loads(line) for line in (tmp_path / "config_changes.jsonl").read_text().splitlines()]
+    assert changes == [{"step": 2, "changes": {"optim.lr": [2e-4, 1e-4], "train.max_steps": [2, 3],
+                                               "train.log_every": [1, 2]}}]
+    assert checkpoint.load(tmp_path / "ckpt_00000003.pt")["config"]["optim"]["lr"] == 1e-4
+
+
+def test_global_batches_do_not_depend_on_the_process_count():
+    """Why a resume may change the process count: step b reads the same samples whether 1, 2 or 4
+    processes split train.batch_size (only the RNG streams are reseeded, with a note)."""
+    from fastgan.data.sampler import ShardedSampler
+
+    def global_batches(world_size: int, start_batch: int = 0) -> list[set[int]]:
+        per_rank = 8 // world_size
+        ranks = []
+        for rank in range(world_size):
+            sampler = ShardedSampler(70, per_rank, rank, world_size, seed=3)
+            sampler.set_epoch(2, start_batch)
+            indices = list(sampler)
+            ranks.append([indices[i:i + per_rank] for i in range(0, len(indices), per_rank)])
+        return [set().union(*batches) for batches in zip(*ranks)]
+
+    one = global_batches(1)
+    assert len(one) == 8 and all(len(b) == 8 for b in one)
+    assert global_batches(2) == one and global_batches(4) == one and global_batches(4, start_batch=5) == one[5:]
+
+
+def test_an_empty_validation_split_means_no_validation(tmp_path, capsys):
+    """`fastgan.prepare edges --split 1 0 0` leaves val/ empty: a note, not an error."""
+    write_aligned(tmp_path / "data" / "train", 8)
+    (tmp_path / "data" / "val").mkdir()
+    assert aligned_run(tmp_path / "data", tmp_path / "run", "--train.max_steps", "2") == 0
+    assert f"no validation (and no best.pt): {tmp_path / 'data' / 'val'} is missing or holds no images" \
+        in capsys.readouterr().out
+    assert not any("val_l1" in r for r in metrics(tmp_path / "run")) and not (tmp_path / "run" / "best.pt").exists()
+
+
+@pytest.mark.parametrize("layout, message", [
+    ("missing", "aligned image folder {root} does not exist or is not a folder"),
+    ("empty", "aligned image folder {root} holds no images"),
+    ("empty train split", "aligned image folder {root}/train holds no images"),
+    ("3 images", "train.batch_size (4) is larger than the training set (3 samples in {root})"),
+])
+def test_data_problems_are_one_line_errors(tmp_path, capsys, layout, message):
+    root = tmp_path / "data"
+    if layout != "missing":
+        root.mkdir()
+    if layout == "empty train split":
+        (root / "train").mkdir()
+        write_aligned(root / "val", 2)
+    if layout == "3 images":
+        write_aligned(root, 3)
+    assert aligned_run(root, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastgan.train: error: {message.format(root=root)}") and err.count("\n") == 1
+    assert checkpoint.list_checkpoints(tmp_path / "run") == []
 
 
 def test_fresh_run_never_writes_into_an_earlier_run(tmp_path, capsys):

@@ -29,6 +29,14 @@ def write_images(folder, n: int, size: int = 40, seed: int = 0) -> None:
         Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
 
 
+def write_aligned(folder, n: int, size: int = 36, seed: int = 0) -> None:
+    """n aligned A|B images (two size x size halves side by side), the format of fastgan.prepare edges."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size, 2 * size, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+
+
 def final_weights(out_dir) -> dict[str, torch.Tensor]:
     from fastgan import checkpoint
     state, _ = checkpoint.load_latest(out_dir)
