@@ -93,7 +93,9 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    gan_mode: str = _opt("vanilla", "adversarial loss", ("vanilla", "lsgan", "hinge", "wgan"))
+    gan_mode: str = _opt("vanilla", "adversarial loss (wgan: the Wasserstein critic loss only; the trainer applies "
+                                    "no Lipschitz constraint such as a gradient penalty)",
+                         ("vanilla", "lsgan", "hinge", "wgan"))
     reconstruction: str = _opt("l1", "pix2pix reconstruction norm (l1: the paper; l2: the talk)", ("l1", "l2"))
     lambda_rec: float = _opt(100.0, "pix2pix weight of the reconstruction term (0 = adversarial only)")
     lambda_adv: float = _opt(1.0, "pix2pix weight of the adversarial term in the generator loss (0 = reconstruction "
@@ -131,7 +133,8 @@ class TrainConfig:
     out_dir: str = _opt("runs/default", "checkpoints, samples, metrics.jsonl and TensorBoard logs go here")
     batch_size: int = _opt(8, "global batch size (split evenly over the processes)")
     max_steps: int = _opt(0, "stop after this many optimizer steps (0 = run all epochs)")
-    precision: str = _opt("auto", "auto = bf16 where supported, else fp32 on CPU / fp16 on old GPUs",
+    precision: str = _opt("auto", "auto = bf16 on GPUs that have it, fp16 on older GPUs, fp32 on the CPU (where bf16 "
+                                  "convolutions are slower without AMX)",
                           ("auto", "bf16", "fp16", "fp32"))
     channels_last: str = _opt("auto", "NHWC memory layout for the convolutions and fused layers; auto = on GPUs, "
                                       "off on the CPU (where it made convolutions ~10% slower in our benchmark)",
@@ -307,6 +310,9 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     if loss.target_real != 1 and loss.gan_mode in ("hinge", "wgan"):
         raise ConfigError(f"loss.target_real ({loss.target_real}) smooths the vanilla and lsgan losses only; "
                           f"loss.gan_mode={loss.gan_mode} has fixed margins: leave target_real at 1")
+    if m.init_generator and m.family not in SUPERRES_FAMILIES:
+        raise ConfigError(f"model.init_generator starts srresnet/srgan generators only; model.family={m.family} "
+                          f"would ignore it")
     if m.family == "pix2pix":
         if d.crop_size % (2 ** m.num_downs):
             raise ConfigError(f"data.crop_size ({d.crop_size}) must be divisible by 2^model.num_downs "

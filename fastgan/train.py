@@ -303,12 +303,22 @@ def train_step(family: Family, nets: dict, optimizers: dict, scalers: dict, auto
     return logs
 
 
+def all_finite(loss: torch.Tensor) -> bool:
+    """Whether the loss is finite on every process: all stop together, none waits for a peer that stopped."""
+    finite = torch.isfinite(loss.detach()).to(torch.float32).reshape(1)
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite.item())
+
+
 def optimizer_step(loss: torch.Tensor, which: str, optimizer, scaler) -> None:
     """Backward and one update. A non-finite loss: fp16 lets the GradScaler skip the step;
     bf16/fp32 stop the run rather than train on garbage (the discriminator may already have
     taken this step's update when the generator's loss is the bad one)."""
-    if not scaler.is_enabled() and not torch.isfinite(loss.detach()).item():
-        raise NonFinite(f"non-finite loss: the {which} loss is {loss.item()}")
+    if not scaler.is_enabled() and not all_finite(loss):
+        value = loss.item()
+        raise NonFinite(f"non-finite loss: the {which} loss is "
+                        + (f"{value}" if not math.isfinite(value) else "not finite on another process"))
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
@@ -389,8 +399,12 @@ def main(argv: list[str] | None = None) -> int:
     best = math.inf
     resumed, started_with, changes = False, cfg.to_dict(), {}  # config.json keeps the first; resumes log changes
     if t.resume:
-        found = (ckpt_io.load_latest(out, map_location=device) if t.resume == "auto"
-                 else (ckpt_io.load(t.resume, map_location=device), Path(t.resume)))
+        try:
+            found = (ckpt_io.load_latest(out, map_location=device) if t.resume == "auto"
+                     else (ckpt_io.load(t.resume, map_location=device), Path(t.resume)))
+        except (OSError, ValueError) as e:  # missing, torn or foreign (checkpoint.CheckpointError)
+            print(f"fastgan.train: error: --train.resume: {e}", file=sys.stderr)
+            return 2
         if found is None:
             if is_main:
                 print(f"fastgan: no checkpoint in {out} yet; starting a fresh run", flush=True)
@@ -463,6 +477,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fastgan: data loader: {loader_name} ({loader_reason})", flush=True)
         for note in family.notes:
             print(f"fastgan: {note}", flush=True)
+        if cfg.loss.gan_mode == "wgan":
+            print("fastgan: loss.gan_mode wgan is the Wasserstein critic loss without a Lipschitz constraint "
+                  "(no gradient penalty or weight clipping is applied); hinge or lsgan are the bounded choices",
+                  flush=True)
         if t.progress:
             from tqdm import tqdm
             progress = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stdout)

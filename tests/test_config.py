@@ -72,6 +72,8 @@ def test_unknown_yaml_key_names_the_file(tmp_path):
     (["--model.patch_size", "50"], "model.patch_size=50 is not one of 1, 16, 34, 70, 142, 286"),
     (["--data.crop_size", "48", "--data.load_size", "64"], "must be divisible by 2^model.num_downs (64)"),
     (["--loss.lambda_rec", "0", "--loss.lambda_adv", "0"], "both 0"),
+    (["--model.init_generator", "g.pt"], "model.init_generator starts srresnet/srgan generators only; "
+                                         "model.family=pix2pix would ignore it"),
     (["--model.family", "dcgan"], "data.dataset='default' holds image pairs; model.family=dcgan needs"),
     (["--data.dataset", "aligned"], "data.dataset='aligned' needs data.root"),
     (["--optim.beta1", "1.0"], "optim.beta1 and optim.beta2 must be in [0, 1)"),

@@ -366,6 +366,15 @@ def test_data_problems_are_one_line_errors(tmp_path, capsys, layout, message):
     assert checkpoint.list_checkpoints(tmp_path / "run") == []
 
 
+def test_resume_from_an_unreadable_file_is_one_line_error(tmp_path, capsys):
+    torn = tmp_path / "torn.pt"
+    torn.write_bytes(b"PK\x03\x04 not a whole checkpoint")
+    assert train(tmp_path / "run", "--train.resume", str(torn)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastgan.train: error: --train.resume: {torn} is not a readable checkpoint")
+    assert err.count("\n") == 1
+
+
 def test_fresh_run_never_writes_into_an_earlier_run(tmp_path, capsys):
     out = tmp_path / "run"
     assert train(out, "--train.max_steps", "1") == 0
