@@ -411,8 +411,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             state, path = found
             if state["family"] != family.name or state["model_args"] != family.model_args:
-                raise SystemExit(f"{path} holds {state['family']} networks {state['model_args']}, which differ "
-                                 f"from this config's {family.name} {family.model_args}")
+                print(f"fastgan.train: error: --train.resume: {path} holds {state['family']} networks "
+                      f"{state['model_args']}, which differ from this config's {family.name} {family.model_args}",
+                      file=sys.stderr)
+                return 2
             moved = data_position_changes(state, cfg, len(train_set))
             if moved:
                 print(f"fastgan.train: error: resuming {path} with these options changed would replay or skip "
