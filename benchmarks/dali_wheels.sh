@@ -48,6 +48,12 @@ case "${1:-}" in
     rm -rf "$stage/bin"
     mkdir -p "$PIECES"
     tar -cf - -C "$stage" . | xz -9 -T0 | split -b "${PIECE_MIB}M" -d -a 1 - "$PIECES/piece-"
+    count=$(ls "$PIECES"/piece-* | wc -l)
+    if (( count > 3 )); then
+      echo "dali_wheels: the packed wheels make $count pieces of ${PIECE_MIB} MiB; the GPU session carries one" \
+           "in each of its three calls (benchmarks/README.md), so drop a wheel or revise that plan" >&2
+      exit 1
+    fi
     (cd "$PIECES" && sha256sum piece-* > SHA256SUMS)
     echo "$PYV" > "$PIECES/PYTHON_VERSION"
     ls -l "$PIECES"

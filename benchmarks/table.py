@@ -333,10 +333,12 @@ def _command(result: dict) -> str:
 
 
 def _newest_run(folder: Path) -> tuple[Path, dict] | None:
-    """The newest complete GPU run, else the newest run of any kind (the front page says which)."""
+    """The newest GPU run (a complete one before a partial one), else the newest run of any kind; the
+    block says which, and the machine note says when a run is partial."""
     runs = sorted(((p, r) for p, r, e in _load(folder) if r is not None),
                   key=lambda pr: (pr[1].get("started", ""), pr[0].name), reverse=True)
-    gpu = [(p, r) for p, r in runs if r["machine"]["device"] == "cuda" and r.get("complete")]
+    gpu = sorted((pr for pr in runs if pr[1]["machine"]["device"] == "cuda"),
+                 key=lambda pr: not pr[1].get("complete"))  # stable: newest first within each
     return (gpu or runs or [None])[0]
 
 

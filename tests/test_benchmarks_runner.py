@@ -169,15 +169,23 @@ def test_readme_performance_block_is_rewritten_from_the_newest_gpu_run(quick_run
     gpu["machine"].update(device="cuda", device_name="NVIDIA H100 80GB HBM3")
     gpu["started"] = "2000-01-01 00:00 UTC"  # older than the CPU run, and still the one shown
     gpu["args"]["command"] = "python -m benchmarks.run --suite all --device cuda"
+    partial = {**gpu, "started": "2000-01-02 00:00 UTC", "complete": False}  # newer, but cut short
     (out / "cuda-h100-20000101-0000.json").write_text(json.dumps(gpu))
+    (out / "cuda-h100-20000102-0000.json").write_text(json.dumps(partial))
     try:
         assert main(["--out", str(out), "--readme", str(readme)]) == 0
+        text = readme.read_text()
+        assert "Latest GPU run: NVIDIA H100 80GB HBM3, 2000-01-01 00:00 UTC" in text
+        assert "python -m benchmarks.run --suite all --device cuda\n" in text and "No GPU run" not in text
+        assert text.count(PERF_BEGIN) == 1 and "stale" not in text
+        (out / "cuda-h100-20000101-0000.json").unlink()  # only the partial GPU run is left: it is shown, as such
+        assert main(["--out", str(out), "--readme", str(readme)]) == 0
+        text = readme.read_text()
+        assert "Latest GPU run: NVIDIA H100 80GB HBM3, 2000-01-02 00:00 UTC" in text
+        assert "**partial** (stopped before the end; rows missing)" in text
     finally:
-        (out / "cuda-h100-20000101-0000.json").unlink()
-    text = readme.read_text()
-    assert "Latest GPU run: NVIDIA H100 80GB HBM3, 2000-01-01 00:00 UTC" in text
-    assert "python -m benchmarks.run --suite all --device cuda\n" in text and "No GPU run" not in text
-    assert text.count(PERF_BEGIN) == 1 and "stale" not in text
+        for name in ("cuda-h100-20000101-0000.json", "cuda-h100-20000102-0000.json"):
+            (out / name).unlink(missing_ok=True)
 
 
 def test_readme_without_the_performance_markers_is_refused_by_name(quick_run, tmp_path, capsys):
