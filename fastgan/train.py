@@ -131,8 +131,8 @@ def split_roots(cfg: Config) -> tuple[Path, Path | None]:
 
 
 def holds_images(folder: Path) -> bool:
-    """Whether an image lies in `folder` or below it (a paired set keeps its own in A/ and B/)."""
-    return folder.is_dir() and any(is_image_file(p) for p in folder.rglob("*"))
+    """Whether `folder` holds images where the datasets look: directly inside it, or in A/ for a paired set."""
+    return any(is_image_file(p) for d in (folder, folder / "A") if d.is_dir() for p in d.iterdir())
 
 
 def reads_splits(cfg: Config) -> bool:
@@ -248,16 +248,17 @@ def nonfinite_role(tensors: dict[str, Iterable[torch.Tensor]]) -> str | None:
     return None
 
 
-def newest_good_checkpoint(folder: Path) -> Path | None:
-    """The newest step checkpoint in `folder` that loads and holds finite weights."""
+def newest_good_checkpoint(folder: Path, resumed_from: Path | None) -> Path | None:
+    """The newest step checkpoint in `folder` that loads and holds finite weights, else the one this run
+    resumed from (it may lie elsewhere)."""
     for path in ckpt_io.list_checkpoints(folder):
         try:
             models = ckpt_io.load(path)["models"]
-        except Exception:  # torn or foreign, as load_latest skips it
+        except (OSError, ValueError):  # torn or foreign, as load_latest skips it
             continue
         if nonfinite_role({role: sd.values() for role, sd in models.items()}) is None:
             return path
-    return None
+    return resumed_from
 
 
 # The options that decide which samples a saved (epoch, batch) position points at, so a resume must
@@ -397,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     # -- resume
     step, epoch, start_batch = 0, 0, 0
     best = math.inf
-    resumed, started_with, changes = False, cfg.to_dict(), {}  # config.json keeps the first; resumes log changes
+    resumed_from, started_with, changes = None, cfg.to_dict(), {}  # config.json keeps the first; resumes log changes
     if t.resume:
         try:
             found = (ckpt_io.load_latest(out, map_location=device) if t.resume == "auto"
@@ -421,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"samples: {'; '.join(moved)}; pass the checkpoint's values or start a fresh run",
                       file=sys.stderr)
                 return 2
-            resumed, started_with = True, state.get("config", started_with)
+            resumed_from, started_with = path, state.get("config", started_with)
             changes = {key: change for key, change in config_changes(started_with, cfg.to_dict()).items()
                        if key != "train.resume"}
             for role, model in family.models.items():
@@ -466,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
                     if line.strip() and json.loads(line).get("step", 0) <= step]
             metrics_path.write_text("".join(line + "\n" for line in kept))
         metrics_file = open(metrics_path, "a")
-        if not resumed or not (out / "config.json").exists():
+        if resumed_from is None or not (out / "config.json").exists():
             (out / "config.json").write_text(json.dumps(started_with, indent=2))
         if changes:
             with open(out / "config_changes.jsonl", "a") as f:
@@ -500,9 +501,12 @@ def main(argv: list[str] | None = None) -> int:
         """Everything an exact resume needs; every rank contributes its RNG state. Weights that are not
         finite are never written: they would also rotate good checkpoints out (keep_last)."""
         nonlocal saved_step
-        bad = nonfinite_role({role: m.parameters() for role, m in family.models.items()})  # equal on all ranks
+        models = {role: m.state_dict() for role, m in family.models.items()}
+        if ema is not None:
+            models["G_ema"] = ema.module.state_dict()
+        bad = nonfinite_role({role: sd.values() for role, sd in models.items()})  # equal on all ranks
         if bad is not None:
-            raise NonFinite(f"non-finite weights: the {bad} weights hold inf or nan")
+            raise NonFinite(f"non-finite weights: the {bad} weights or statistics hold inf or nan")
         saved_step = step
         rngs = [None] * world_size
         if world_size > 1:
@@ -511,9 +515,6 @@ def main(argv: list[str] | None = None) -> int:
             rngs = [ckpt_io.rng_state()]
         if not is_main:
             return None
-        models = {role: m.state_dict() for role, m in family.models.items()}
-        if ema is not None:
-            models["G_ema"] = ema.module.state_dict()
         state = {"format_version": ckpt_io.FORMAT_VERSION, "family": family.name, "model_args": family.model_args,
                  "models": models, "config": cfg.to_dict(),
                  "optimizers": {r: o.state_dict() for r, o in optimizers.items()},
@@ -651,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
             progress.close()
     if is_main:
         if exit_code == 1:
-            good = newest_good_checkpoint(out)
+            good = newest_good_checkpoint(out, resumed_from)
             advice = (f"the newest good checkpoint is {good}: resume from it with --train.resume {good} and a lower "
                       f"learning rate or another train.precision" if good is not None else
                       "there is no earlier checkpoint: start again with a lower learning rate or another "

@@ -111,6 +111,14 @@ def test_yaml_syntax_error_is_one_line(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def test_config_file_that_is_not_text_is_one_line(tmp_path, capsys):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    err = error_of(["--config", str(path)], capsys)
+    assert f"error: {path}: not a UTF-8 text file (invalid start byte at byte 0)\n" in err
+    assert "Traceback" not in err
+
+
 def test_batch_divisible_by_processes(capsys):
     err = error_of(["--train.batch_size", "6"], capsys, world_size=4)
     assert "train.batch_size (6) must be divisible by the number of processes (4)" in err

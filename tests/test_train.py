@@ -210,6 +210,16 @@ def test_diverging_run_writes_no_checkpoint(tmp_path, capsys):
     assert checkpoint.list_checkpoints(tmp_path) == [] and not (tmp_path / "best.pt").exists()
 
 
+def test_nonfinite_advice_falls_back_to_the_checkpoint_resumed_from(tmp_path, capsys):
+    """A run resumed from another folder that diverges before its first save points back at its source."""
+    assert train(tmp_path / "a", "--train.max_steps", "1") == 0
+    source = tmp_path / "a" / "ckpt_00000001.pt"
+    assert train(tmp_path / "b", "--train.resume", str(source), "--train.max_steps", "3", "--optim.lr", "1e30",
+                 "--loss.gan_mode", "wgan") == 1
+    assert f"the newest good checkpoint is {source}: resume from it" in capsys.readouterr().out
+    assert checkpoint.list_checkpoints(tmp_path / "b") == []
+
+
 def test_nonfinite_weights_are_never_checkpointed(tmp_path, monkeypatch, capsys):
     import fastgan.train as trainer
     original, calls = trainer.train_step, {"n": 0}
@@ -225,7 +235,8 @@ def test_nonfinite_weights_are_never_checkpointed(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(trainer, "train_step", corrupting)
     assert train(tmp_path, "--train.max_steps", "5", "--train.ckpt_every", "1") == 1
     out = capsys.readouterr().out
-    assert "non-finite weights: the G weights hold inf or nan at step 2; the state after it may be corrupt" in out
+    assert ("non-finite weights: the G weights or statistics hold inf or nan at step 2; the state after it may be "
+            "corrupt") in out
     assert f"the newest good checkpoint is {tmp_path / 'ckpt_00000001.pt'}" in out
     assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["ckpt_00000001.pt"]
     assert finite(tmp_path / "ckpt_00000001.pt")
@@ -338,7 +349,7 @@ def test_global_batches_do_not_depend_on_the_process_count():
 def test_an_empty_validation_split_means_no_validation(tmp_path, capsys):
     """`fastgan.prepare edges --split 1 0 0` leaves val/ empty: a note, not an error."""
     write_aligned(tmp_path / "data" / "train", 8)
-    (tmp_path / "data" / "val").mkdir()
+    write_aligned(tmp_path / "data" / "val" / "nested", 2)  # below val/, where no dataset looks
     assert aligned_run(tmp_path / "data", tmp_path / "run", "--train.max_steps", "2") == 0
     assert f"no validation (and no best.pt): {tmp_path / 'data' / 'val'} is missing or holds no images" \
         in capsys.readouterr().out
