@@ -83,8 +83,9 @@ def parse_args(argv):
                    help=f"--data default only: split of the embedded set (default {DEFAULT_SPLIT}); gancls trains on "
                         f"all nine photos and takes none")
     p.add_argument("--direction", default=None, choices=("AtoB", "BtoA"),
-                   help="pix2pix on a folder of A|B images only: translate A to B (default) or B to A; the embedded "
-                        "set is edges to photos (AtoB) only")
+                   help="pix2pix on a folder of A|B images only: translate A to B or B to A (default: the direction "
+                        "the model was trained in, data.direction of its checkpoint); the embedded set is edges to "
+                        "photos (AtoB) only")
     p.add_argument("--size", type=int, default=None,
                    help="evaluation image size (default: the training size; pix2pix: a multiple of 2^num_downs; "
                         "srresnet/srgan: a centre crop of this side, default the whole image; lapgan/gancls: only "
@@ -110,7 +111,8 @@ def pix2pix_scores(G, ckpt, args, size: int, device, fid) -> dict:
         if args.data == "default":
             dataset = DefaultEdges2Photo(args.split or DEFAULT_SPLIT, image_size=size)
         else:
-            dataset = AlignedDataset(args.data, direction=args.direction or "AtoB", load_size=size, crop_size=size,
+            direction = args.direction or ckpt.get("config", {}).get("data", {}).get("direction", "AtoB")
+            dataset = AlignedDataset(args.data, direction=direction, load_size=size, crop_size=size,
                                      flip=False, train=False)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"--data: {e}") from None

@@ -21,7 +21,8 @@ import torch
 from tqdm import tqdm
 
 from .config import SUPERRES_FAMILIES
-from .data.files import image_size, list_images, listing, load_image
+from .data.datasets import check_aligned_sizes
+from .data.files import list_images, listing, load_image
 from .data.transforms import resize_center_crop, to_tensor
 from .inference import open_for_cli, run_cli, trained_size
 from .visualize import save_png, to_uint8
@@ -59,13 +60,6 @@ def input_files(path: Path) -> list[Path]:
         raise SystemExit(str(e)) from None
 
 
-def check_aligned(files: list[Path]) -> None:
-    """An --aligned input that is not two square halves would be cut into a misaligned half."""
-    for path in files:
-        size = image_size(path)
-        if size is not None and (size[0] % 2 or size[0] != 2 * size[1]):
-            raise SystemExit(f"--aligned: {path} is {size[0]}x{size[1]}, not an A|B image; its width must be even "
-                             f"and twice its height (two square halves side by side)")
 
 
 def file_id(path: Path) -> tuple[int, int]:
@@ -126,7 +120,10 @@ def planned_outputs(args) -> tuple[list[Path], list[Path]]:
     """(input files, their output paths), checked; the output folder exists afterwards."""
     files = input_files(Path(args.input))
     if args.aligned:
-        check_aligned(files)
+        try:
+            check_aligned_sizes(files)
+        except ValueError as e:
+            raise SystemExit(f"--aligned: {e}") from None
     out = Path(args.output)
     targets = output_paths(files, out)
     out.mkdir(parents=True, exist_ok=True)

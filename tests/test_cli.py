@@ -14,7 +14,7 @@ from fastgan import checkpoint, evaluate, sample, translate
 from fastgan.train import main as train
 
 from conftest import ROOT
-from train_helpers import TINY_PIX2PIX, tiny_dcgan, write_images
+from train_helpers import TINY_PIX2PIX, tiny_dcgan, write_aligned, write_images
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +108,8 @@ def test_translate_aligned_half_and_size(runs, tmp_path):
     (["--size", "40"], "--size 40 must be a multiple of 32"),
     (["--size", "0"], "--size must be >= 1, got 0"),
     (["--input", "/nonexistent/x"], "no such file or folder"),
-    (["--aligned", "AtoB"], r"--aligned: .*000\.png is 40x40, not an A\|B image; its width must be even and twice "
-                            r"its height"),
+    (["--aligned", "AtoB"], r"--aligned: aligned image .*000\.png is 40x40; an A\|B image holds two square halves "
+                            r"side by side, so its width must be even and twice its height"),
     (["--output", "FILE"], r"--output .*000\.png is a file; give a folder"),
 ])
 def test_translate_errors(runs, tmp_path, argv, message):
@@ -158,6 +158,22 @@ def test_evaluate_pix2pix_on_the_embedded_test_split(runs, tmp_path):
     for key in ("l1", "psnr", "ssim", "sharpness_output", "sharpness_target"):
         assert np.isfinite(scores[key]), key
     assert 0 < scores["l1"] < 1 and scores["sharpness_target"] > 0
+
+
+def test_evaluate_scores_in_the_direction_the_model_was_trained(runs, tmp_path):
+    """A BtoA model (pix2pix facades) on an A|B folder is scored BtoA unless --direction says otherwise."""
+    state = checkpoint.load(ckpt(runs, "pix2pix"))
+    state["config"]["data"]["direction"] = "BtoA"
+    checkpoint.save_atomic(state, tmp_path / "btoa.pt")
+    write_aligned(tmp_path / "pairs", 2, size=64)  # random halves: the two directions score differently
+
+    def l1(*direction):
+        out = tmp_path / f"{'-'.join(direction) or 'default'}.json"
+        assert evaluate.main(["--checkpoint", str(tmp_path / "btoa.pt"), "--data", str(tmp_path / "pairs"),
+                              "--json", str(out), *direction]) == 0
+        return json.loads(out.read_text())["l1"]
+
+    assert l1() == l1("--direction", "BtoA") != l1("--direction", "AtoB")
 
 
 def test_evaluate_noise_models_need_inception(runs, tmp_path):

@@ -17,14 +17,14 @@ from .transforms import CenterCropTransform, PairedTransform
 DIRECTIONS = ("AtoB", "BtoA")
 
 
-def _check_aligned_sizes(files: list[Path]) -> None:
+def check_aligned_sizes(files: list[Path]) -> None:
     """A|B images are two square halves side by side; anything else would split into misaligned halves."""
     for path in files:
         size = image_size(path)
         if size is None:
             continue  # undecodable: skipped with a warning when loaded
         width, height = size
-        if width % 2 or width != 2 * height:
+        if width != 2 * height:
             raise ValueError(f"aligned image {path} is {width}x{height}; an A|B image holds two square "
                              f"halves side by side, so its width must be even and twice its height")
 
@@ -63,7 +63,7 @@ class AlignedDataset(_PairedImages):
                  flip: bool = True, train: bool = True, seed: int = 0):
         super().__init__(direction, load_size, crop_size, flip, train, seed)
         self.files = list_images(root, "aligned image folder")
-        _check_aligned_sizes(self.files)
+        check_aligned_sizes(self.files)
 
     def __len__(self) -> int:
         return len(self.files)
