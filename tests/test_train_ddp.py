@@ -48,6 +48,24 @@ def test_two_gloo_processes_match_one(tmp_path):
     assert len(state["rng"]) == 2, "each rank's random state belongs in the checkpoint"
 
 
+def _all_finite_rank(rank: int, port: int, out_dir: str) -> None:
+    """One gloo rank: rank 1 alone sees a nan loss; every rank records its verdict."""
+    import torch.distributed as dist
+    from fastgan.train import all_finite
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    verdict = all_finite(torch.tensor(float("nan") if rank == 1 else 0.5))
+    Path(out_dir, f"rank{rank}").write_text(str(verdict))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_a_nan_loss_on_one_process_stops_every_process(tmp_path):
+    """Without agreement, rank 0 would go on into the gradient all-reduce and wait for rank 1 forever."""
+    torch.multiprocessing.spawn(_all_finite_rank, args=(free_port(), str(tmp_path)), nprocs=2)
+    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["False", "False"]
+
+
 @pytest.mark.slow
 def test_batch_must_divide_over_processes(tmp_path):
     proc = torchrun(tmp_path, "--train.batch_size", "3")
