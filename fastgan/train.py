@@ -267,13 +267,12 @@ def newest_good_checkpoint(folder: Path, resumed_from: Path | None) -> Path | No
 DATA_POSITION_KEYS = ("data.dataset", "data.root", "train.batch_size", "train.seed")
 
 
-def data_position_changes(state: dict, cfg: Config, train_samples: int) -> list[str]:
-    """'key: checkpoint X, now Y' for each change that would make a resume replay or skip samples."""
-    moved = [f"{key}: checkpoint {old!r}, now {new!r}"
-             for key, (old, new) in config_changes(state.get("config", {}), cfg.to_dict()).items()
+def data_position_changes(changes: dict[str, tuple], saved_samples: int, train_samples: int) -> list[str]:
+    """'key: checkpoint X, now Y' for each change (config_changes against the checkpoint's config, and
+    the training set's size) that would make a resume replay or skip samples."""
+    moved = [f"{key}: checkpoint {old!r}, now {new!r}" for key, (old, new) in changes.items()
              if key in DATA_POSITION_KEYS and old is not None
              and not (key == "data.root" and os.path.normpath(old) == os.path.normpath(new))]
-    saved_samples = state.get("train_samples", train_samples)
     if saved_samples != train_samples:
         moved.append(f"training samples: checkpoint {saved_samples}, now {train_samples}")
     return moved
@@ -328,6 +327,12 @@ def optimizer_step(loss: torch.Tensor, which: str, optimizer, scaler) -> None:
 
 # ----------------------------------------------------------------------------- main
 
+def usage_error(message: str) -> int:
+    """A problem the user must fix, reported as the config parser reports its own: one line, status 2."""
+    print(f"fastgan.train: error: {message}", file=sys.stderr, flush=True)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     rank, world_size, local_rank, device = init_distributed()
     cfg = parse_config(argv, world_size)
@@ -353,8 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"train.batch_size ({t.batch_size}) is larger than the training set "
                               f"({len(train_set)} samples in {cfg.data.root or cfg.data.dataset})")
     except (OSError, ValueError) as e:
-        print(f"fastgan.train: error: {e}", file=sys.stderr)
-        return 2
+        return usage_error(str(e))
     if is_main and val_set is None and t.val_batches and reads_splits(cfg):
         print(f"fastgan: no validation (and no best.pt): {Path(cfg.data.root) / 'val'} is missing or holds no "
               f"images", flush=True)
@@ -404,27 +408,22 @@ def main(argv: list[str] | None = None) -> int:
             found = (ckpt_io.load_latest(out, map_location=device) if t.resume == "auto"
                      else (ckpt_io.load(t.resume, map_location=device), Path(t.resume)))
         except (OSError, ValueError) as e:  # missing, torn or foreign (checkpoint.CheckpointError)
-            print(f"fastgan.train: error: --train.resume: {e}", file=sys.stderr)
-            return 2
+            return usage_error(f"--train.resume: {e}")
         if found is None:
             if is_main:
                 print(f"fastgan: no checkpoint in {out} yet; starting a fresh run", flush=True)
         else:
             state, path = found
             if state["family"] != family.name or state["model_args"] != family.model_args:
-                print(f"fastgan.train: error: --train.resume: {path} holds {state['family']} networks "
-                      f"{state['model_args']}, which differ from this config's {family.name} {family.model_args}",
-                      file=sys.stderr)
-                return 2
-            moved = data_position_changes(state, cfg, len(train_set))
-            if moved:
-                print(f"fastgan.train: error: resuming {path} with these options changed would replay or skip "
-                      f"samples: {'; '.join(moved)}; pass the checkpoint's values or start a fresh run",
-                      file=sys.stderr)
-                return 2
+                return usage_error(f"--train.resume: {path} holds {state['family']} networks {state['model_args']}, "
+                                   f"which differ from this config's {family.name} {family.model_args}")
             resumed_from, started_with = path, state.get("config", started_with)
             changes = {key: change for key, change in config_changes(started_with, cfg.to_dict()).items()
                        if key != "train.resume"}
+            moved = data_position_changes(changes, state.get("train_samples", len(train_set)), len(train_set))
+            if moved:
+                return usage_error(f"resuming {path} with these options changed would replay or skip samples: "
+                                   f"{'; '.join(moved)}; pass the checkpoint's values or start a fresh run")
             for role, model in family.models.items():
                 model.load_state_dict(state["models"][role])
                 optimizers[role].load_state_dict(state["optimizers"][role])
@@ -660,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fastgan: {end_reason} at step {step}; the state after it may be corrupt, so no checkpoint was "
                   f"written; {advice}", flush=True)
         elif exit_code == 2:
-            print(f"fastgan.train: error: {end_reason}", file=sys.stderr, flush=True)
+            usage_error(end_reason)
         elif stopping:
             print(f"fastgan: {end_reason} at step {step}; wrote {out / ckpt_io.checkpoint_name(step)}; continue "
                   f"with --train.resume auto", flush=True)
