@@ -47,7 +47,7 @@ from .data.idx import FASHION_MNIST_FILES, FASHION_MNIST_ROOT
 from .data.transforms import to_tensor
 from .families.gancls import caption_length, wrong_pairs
 from .families.lapgan import load_pyramid
-from .inference import open_for_cli, run_cli, trained_size
+from .inference import check_at_least_one, check_unet_size, open_for_cli, run_cli, trained_size
 from .models import build_model
 from .pyramid import laplacian_pyramid
 
@@ -431,12 +431,7 @@ def prepare_json(path: str) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.batch_size < 1:
-        raise SystemExit(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.num_generated is not None and args.num_generated < 1:
-        raise SystemExit(f"--num-generated must be >= 1, got {args.num_generated}")
-    if args.size is not None and args.size < 1:
-        raise SystemExit(f"--size must be >= 1, got {args.size}")
+    check_at_least_one(args, "--batch-size", "--num-generated", "--size")
     paths, args.checkpoint = args.checkpoint, args.checkpoint[0]
     G, ckpt, device = open_for_cli(args)
     family = ckpt["family"]
@@ -450,9 +445,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"--num-generated: a {family} model is scored on the images of --data; leave it out")
     check_options(args, family)
     size = args.size or trained_size(ckpt, 256)
-    if family == "pix2pix" and size % 2 ** ckpt["model_args"]["G"]["num_downs"]:
-        raise SystemExit(f"--size {size} must be a multiple of {2 ** ckpt['model_args']['G']['num_downs']} "
-                         f"(2^num_downs of this U-Net)")
+    if family == "pix2pix":
+        check_unet_size(size, ckpt)
     if family in ("lapgan", "gancls") and size != trained_size(ckpt, size):
         raise SystemExit(f"--size {args.size}: a {family} model generates {trained_size(ckpt, size)}-pixel images "
                          f"only; leave --size out")

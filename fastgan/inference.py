@@ -49,6 +49,21 @@ def trained_size(ckpt: dict, fallback: int) -> int:
     return int(ckpt.get("config", {}).get("data", {}).get("crop_size", fallback))
 
 
+def check_at_least_one(args, *options: str) -> None:
+    """Count options (--batch-size, --size, ...) must be >= 1 when given; checked before a checkpoint loads."""
+    for option in options:
+        value = getattr(args, option.lstrip("-").replace("-", "_"))
+        if value is not None and value < 1:
+            raise SystemExit(f"{option} must be >= 1, got {value}")
+
+
+def check_unet_size(size: int, ckpt: dict) -> None:
+    """A pix2pix U-Net halves its input num_downs times, so the image side must divide by 2^num_downs."""
+    multiple = 2 ** ckpt["model_args"]["G"]["num_downs"]
+    if size % multiple:
+        raise SystemExit(f"--size {size} must be a multiple of {multiple} (2^num_downs of this U-Net)")
+
+
 def run_cli(prog: str, main: Callable[[], int]) -> int:
     """Runs a tool's main() from the command line: a user error (SystemExit with a message, as main raises it for
     callers and tests) becomes one `prog: error: message` line on stderr and exit status 2, as argparse's own."""

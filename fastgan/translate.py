@@ -22,9 +22,10 @@ from tqdm import tqdm
 
 from .config import SUPERRES_FAMILIES
 from .data.datasets import check_aligned_sizes
+from .data.datasets import image_mode as pil_mode
 from .data.files import list_images, listing, load_image
 from .data.transforms import resize_center_crop, to_tensor
-from .inference import open_for_cli, run_cli, trained_size
+from .inference import check_at_least_one, check_unet_size, open_for_cli, run_cli, trained_size
 from .visualize import save_png, to_uint8
 
 
@@ -99,7 +100,7 @@ def image_mode(family: str, g_args: dict) -> str:
     if in_ch not in (1, 3) or out_ch not in (1, 3):
         raise SystemExit(f"this {family} generator maps {in_ch}-channel to {out_ch}-channel images; translate reads "
                          f"and writes grayscale (1 channel) or RGB (3 channel) images only")
-    return "L" if in_ch == 1 else "RGB"
+    return pil_mode(in_ch)
 
 
 def load_half(path: Path, aligned: str | None, mode: str):
@@ -151,10 +152,7 @@ def upscale(G, ckpt: dict, args, device, mode: str) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.batch_size < 1:
-        raise SystemExit(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.size is not None and args.size < 1:
-        raise SystemExit(f"--size must be >= 1, got {args.size}")
+    check_at_least_one(args, "--batch-size", "--size")
     G, ckpt, device = open_for_cli(args)
     family = ckpt["family"]
     if family not in (*SUPERRES_FAMILIES, "pix2pix"):
@@ -166,9 +164,7 @@ def main(argv=None) -> int:
             raise SystemExit(f"--size does not apply to {family}: every image is upscaled at its own size")
         return upscale(G, ckpt, args, device, mode)
     size = args.size or trained_size(ckpt, 256)
-    multiple = 2 ** ckpt["model_args"]["G"]["num_downs"]
-    if size % multiple:
-        raise SystemExit(f"--size {size} must be a multiple of {multiple} (2^num_downs of this U-Net)")
+    check_unet_size(size, ckpt)
     files, targets = planned_outputs(args)
     jobs = list(zip(files, targets))
     written = skipped = 0

@@ -1,8 +1,8 @@
 """Image datasets read from folders: aligned A|B pairs, paired A/ B/ folders, single images, class folders.
 
 Structural problems (missing or empty folders, unpaired files, malformed A|B images, pairs
-of different sizes) fail at construction with the offending path; a file that cannot be decoded is only found when
-loaded, and then its sample is None (see collate.collate_skipping).
+of different sizes) fail at construction with the offending path; a file that cannot be
+decoded is only found when loaded, and then its sample is None (see collate.collate_skipping).
 """
 from __future__ import annotations
 
