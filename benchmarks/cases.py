@@ -121,7 +121,8 @@ def impls_for(case) -> tuple[str, ...]:
     return IMPLS + (peer_impls() if case.op == "bn_act" else ())
 
 
-def _peer_module(impl: str, channels: int) -> nn.Module:
+def peer_module(impl: str, channels: int) -> nn.Module:
+    """inplace_abn's InPlaceABN or ABN with our slope (imported here: the peers are optional)."""
     import inplace_abn
 
     cls = inplace_abn.InPlaceABN if impl == "inplace_abn" else inplace_abn.ABN
@@ -147,9 +148,9 @@ def bn_step(impl: str, case: BnCase, pass_: str, device: str) -> Callable[[], ob
 
         module = BatchNormLeakyReLU2d(channels, negative_slope=SLOPE)
     elif impl == "inplace_abn":
-        module = _peer_module(impl, channels).to(DTYPES[case.dtype])
+        module = peer_module(impl, channels).to(DTYPES[case.dtype])
     elif impl == "abn":
-        module = _peer_module(impl, channels)
+        module = peer_module(impl, channels)
     else:
         module = nn.Sequential(nn.BatchNorm2d(channels), nn.LeakyReLU(SLOPE))
     module = module.to(device).train()

@@ -14,7 +14,7 @@ import statistics
 import torch
 from torch import nn
 
-from benchmarks.cases import SLOPE, error_reason, peer_impls
+from benchmarks.cases import error_reason, peer_impls, peer_module
 from benchmarks.session import Session
 from benchmarks.timing import Timer
 
@@ -60,12 +60,10 @@ def build_discriminator(variant: str, device: str) -> nn.Module:
 
 
 def _swap_in_inplace_abn(model: nn.Module) -> None:
-    import inplace_abn
-
     layers = model.model
     for index in range(len(layers) - 1):
         if isinstance(layers[index], nn.BatchNorm2d) and isinstance(layers[index + 1], nn.LeakyReLU):
-            abn = inplace_abn.InPlaceABN(layers[index].num_features, activation="leaky_relu", activation_param=SLOPE)
+            abn = peer_module("inplace_abn", layers[index].num_features)
             abn.load_state_dict(layers[index].state_dict())
             layers[index], layers[index + 1] = abn, nn.Identity()
 

@@ -83,25 +83,22 @@ class OpsRunner:
             row.update(status="skipped", note=f"skipped: {max(left, 0):.0f} s of budget left, the last compile "
                                               f"took {self.last_compile_s:.0f} s")
             return None
+        compiling = impl == "compiled"
         try:
             step = make_step(impl, case, pass_, self.device)
             began = time.monotonic()
             step()  # a compile happens here, outside the timed calls
             if self.device == "cuda":
                 torch.cuda.synchronize()
-            if impl == "compiled":
+            if compiling:
                 self.last_compile_s = time.monotonic() - began
+                compiling = False
+            return (step, *self.timer.calibrate(step))
         except Exception as exc:
-            if impl == "compiled":
+            if compiling:
                 row.update(status="compile failed", note=f"compile failed: {error_reason(exc)}")
             else:
                 row.update(status="error", note=error_reason(exc))
-            self._release()
-            return None
-        try:
-            return (step, *self.timer.calibrate(step))
-        except Exception as exc:
-            row.update(status="error", note=error_reason(exc))
             self._release()
             return None
 
