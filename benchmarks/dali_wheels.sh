@@ -8,6 +8,7 @@
 #                                                      # pack into .dali-pieces/ (a few minutes)
 #   here:    bash benchmarks/dali_wheels.sh carry N    # before device call N (0, 1, 2): piece N into .carry/
 #   device:  bash benchmarks/dali_wheels.sh stash      # keep the carried piece in .dali-stash/
+#   device:  bash benchmarks/dali_wheels.sh missing    # the stashed sums' pieces not stashed yet, one per line
 #   device:  bash benchmarks/dali_wheels.sh install    # once all pieces are stashed: unpack into DALI_SITE
 #            benchmarks/gpu_session.sh runs stash and install itself, then puts DALI_SITE on PYTHONPATH.
 #
@@ -23,6 +24,11 @@ PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --p
 # nvidia-dali-cuda130 2.4.0 and what it requires that the GPU machine lacks (numpy, packaging and six are there).
 WHEELS=(nvidia-dali-cuda130==2.4.0 "nvidia-nvimgcodec-cu13[all]>=0.9,<0.10" nvidia-libnvcomp-cu13==5.3.0.16
         astunparse==1.6.3 gast==0.6.0 optree nvtx makefun "libcst~=1.8" pyyaml)
+
+# missing_pieces: the pieces SHA256SUMS lists that the stash does not hold yet.
+missing_pieces() {
+  awk '{print $2}' "$STASH/SHA256SUMS" | while read -r p; do [[ -f $STASH/$p ]] || echo "$p"; done
+}
 
 download() {
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$PYV" --implementation cp \
@@ -75,9 +81,13 @@ case "${1:-}" in
     for file in "$CARRY"/piece-* "$CARRY"/SHA256SUMS "$CARRY"/PYTHON_VERSION; do mv "$file" "$STASH/"; done
     ls -l "$STASH"
     ;;
+  missing)
+    [[ -f $STASH/SHA256SUMS ]] || { echo "dali_wheels: nothing stashed in $STASH" >&2; exit 3; }
+    missing_pieces
+    ;;
   install)
     [[ -f $STASH/SHA256SUMS ]] || { echo "dali_wheels: nothing stashed in $STASH" >&2; exit 3; }
-    missing=$(awk '{print $2}' "$STASH/SHA256SUMS" | while read -r p; do [[ -f $STASH/$p ]] || echo "$p"; done)
+    missing=$(missing_pieces)
     if [[ -n $missing ]]; then
       echo "dali_wheels: still missing" $missing "(carry them, then run stash)" >&2
       exit 3
@@ -100,7 +110,7 @@ case "${1:-}" in
     PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" "$PY" -c "import nvidia.dali as d; print('DALI', d.__version__, 'in $SITE')"
     ;;
   *)
-    echo "usage: bash benchmarks/dali_wheels.sh prepare | carry N | stash | install" >&2
+    echo "usage: bash benchmarks/dali_wheels.sh prepare | carry N | stash | missing | install" >&2
     exit 2
     ;;
 esac

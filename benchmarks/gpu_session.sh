@@ -67,7 +67,7 @@ run_step() {
 # DALI arrives one piece per call; the call that completes the stash installs it.
 compgen -G ".carry/piece-*" > /dev/null && env PYTHON="$PY" bash benchmarks/dali_wheels.sh stash 2>&1 | tee -a "$LOG"
 if [[ ! -d $DALI_SITE && -f .dali-stash/SHA256SUMS ]]; then
-  missing=$(cd .dali-stash && awk '{print $2}' SHA256SUMS | while read -r p; do [[ -f $p ]] || echo "$p"; done)
+  missing=$(bash benchmarks/dali_wheels.sh missing)
   if [[ -z $missing ]]; then
     run_step dali-install 120 "$LOG" env PYTHON="$PY" bash benchmarks/dali_wheels.sh install
   else
