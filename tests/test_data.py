@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import pickle
 import re
-import struct
 import warnings
 
 import cv2
@@ -24,6 +23,7 @@ from fastgan.data.idx import FASHION_MNIST_ROOT
 from fastgan.data.sampler import ShardedSampler
 from fastgan.data.transforms import to_tensor
 from fastgan.train import make_loader
+from train_helpers import write_idx
 
 SEEDS = range(12)
 
@@ -373,17 +373,6 @@ def test_class_folders_structural_errors(tmp_path):
 
 
 # ---------------------------------------------------------------- IDX
-
-
-def write_idx(path, array, compress=False):
-    """An IDX file written independently of the reader: magic, big-endian dims, big-endian data."""
-    codes = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}
-    array = np.asarray(array)
-    kind = f"{array.dtype.kind}{array.dtype.itemsize}"
-    raw = (bytes([0, 0, codes[kind], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-           + array.astype(array.dtype.newbyteorder(">")).tobytes())
-    path.write_bytes(gzip.compress(raw) if compress else raw)
-    return path
 
 
 @pytest.mark.parametrize("compress", [False, True], ids=["plain", "gz"])

@@ -23,7 +23,7 @@ from fastgan.metrics import FrechetAndKernelDistance
 from fastgan.models import build_model
 from fastgan.pyramid import laplacian_pyramid
 from fastgan.train import main as train
-from train_helpers import write_images
+from train_helpers import write_idx, write_images
 
 COMMON = ["--model.ngf", "8", "--model.ndf", "8", "--model.nz", "16", "--train.batch_size", "4",
           "--train.log_every", "1", "--train.sample_every", "1000", "--train.progress", "false",
@@ -269,12 +269,6 @@ def test_one_captioned_picture_gives_no_wrong_caption(runs, tmp_path):
         evaluate(["--checkpoint", gancls(runs), "--data", str(tmp_path / "one"), "--device", "cpu"])
 
 
-def write_idx(path, array: np.ndarray) -> None:
-    """An uncompressed uint8 IDX file: magic 00 00 08 ndim, the big-endian dimensions, the bytes."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture(scope="module")
 def gray_gancls(runs) -> str:
     """A GAN-CLS model of 1-channel images, which --data fashion_mnist needs."""
@@ -286,8 +280,8 @@ def gray_gancls(runs) -> str:
 def test_fashion_mnist_from_another_folder(gray_gancls, tmp_path):
     root = tmp_path / "fashion"
     root.mkdir()
-    write_idx(root / "t10k-images-idx3-ubyte", np.random.default_rng(0).integers(0, 256, (6, 28, 28)))
-    write_idx(root / "t10k-labels-idx1-ubyte", np.arange(6))  # six classes: every neighbour is a wrong caption
+    write_idx(root / "t10k-images-idx3-ubyte", np.random.default_rng(0).integers(0, 256, (6, 28, 28), np.uint8))
+    write_idx(root / "t10k-labels-idx1-ubyte", np.arange(6, dtype=np.uint8))  # six classes: every neighbour is a wrong caption
     scores = run(["--checkpoint", gray_gancls, "--data", "fashion_mnist", "--fashion-mnist-root", str(root),
                   "--batch-size", "3"], tmp_path)
     assert (scores["data"], scores["images"], scores["real_images"], scores["wrong_pairs"]) == (

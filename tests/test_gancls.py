@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from fastgan.sample import main as sample_main
 from fastgan.text import (PAD, UNKNOWN, VOCAB_SIZE, CaptionEncoder, load_caption_encoder, save_caption_encoder,
                           tokenize)
 from fastgan.train import main as train_main
-from train_helpers import final_weights, write_images
+from train_helpers import final_weights, write_idx, write_images
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--model.family", "gancls", "--data.crop_size", "32", "--data.load_size", "32", "--model.ngf", "8",
@@ -244,14 +243,6 @@ def test_shipped_captions_cover_every_photo_and_class():
         stem = stems[sample["source"].item()]
         assert sample["image"].shape == (3, 32, 32)
         assert any(torch.equal(sample["tokens"], row) for row in tokenize(shipped_captions(f"{stem}.txt"), 128))
-
-
-def write_idx(path, array) -> Path:
-    codes = {np.dtype("u1"): 0x08}
-    array = np.asarray(array)
-    path.write_bytes(bytes([0, 0, codes[array.dtype], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-                     + array.tobytes())
-    return path
 
 
 def test_fashion_mnist_samples_carry_their_class_captions(tmp_path):

@@ -1,5 +1,8 @@
-"""Tiny, fast training configurations shared by the trainer tests."""
+"""Tiny, fast training configurations and small data writers shared by the tests."""
 from __future__ import annotations
+
+import gzip
+import struct
 
 import numpy as np
 import torch
@@ -35,6 +38,17 @@ def write_aligned(folder, n: int, size: int = 36, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     for i in range(n):
         Image.fromarray(rng.integers(0, 256, (size, 2 * size, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+
+
+def write_idx(path, array, compress=False):
+    """An IDX file written independently of the reader: magic, big-endian dims, big-endian data."""
+    codes = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}
+    array = np.asarray(array)
+    kind = f"{array.dtype.kind}{array.dtype.itemsize}"
+    raw = (bytes([0, 0, codes[kind], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+           + array.astype(array.dtype.newbyteorder(">")).tobytes())
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    return path
 
 
 def final_weights(out_dir) -> dict[str, torch.Tensor]:
