@@ -389,3 +389,21 @@ def test_label_values_are_checked_only_where_reading_them_is_free():
         check_labels(torch.zeros(2, dtype=torch.long, device="meta"), 5, 3)
     with pytest.raises(ValueError, match=r"labels must be in \[0, 5\); got 5"):
         check_labels(torch.tensor([0, 5, 1]), 5, 3)
+
+
+@pytest.mark.parametrize("family", ["pix2pix", "dcgan", "conditional", "srgan", "gancls"])
+@pytest.mark.parametrize("norm, layer", [("none", None), ("instance", nn.InstanceNorm2d), ("batch", BatchNormLeakyReLU2d)])
+def test_model_norm_reaches_both_networks(family, norm, layer):
+    """--model.norm builds every family's networks with that norm: no family drops it silently."""
+    from fastgan.config import parse_config
+    from fastgan.families import build_family
+    from fastgan.models import batch_normalized
+    args = ["--model.family", family, "--model.norm", norm, "--model.ngf", "8", "--model.ndf", "8"]
+    if family not in ("pix2pix", "srgan"):
+        dataset = "classes" if family == "conditional" else "folder"
+        args += ["--data.dataset", dataset, "--data.root", "unused", "--data.crop_size", "32"]
+    models = build_family(parse_config(args)).models
+    for role, model in models.items():
+        assert batch_normalized(model) == (norm == "batch"), role
+        if layer is not None and not (family == "srgan" and role == "G" and norm == "batch"):
+            assert any(isinstance(m, layer) for m in model.modules()), (role, norm)

@@ -13,8 +13,8 @@ class DCGANFamily(Family):
     @staticmethod
     def build_args(cfg: Config) -> dict[str, dict]:
         m, size = cfg.model, cfg.data.crop_size
-        return {"G": dict(nz=m.nz, ngf=m.ngf, out_ch=m.channels, image_size=size, fused=m.fused),
-                "D": dict(in_ch=m.channels, ndf=m.ndf, image_size=size, fused=m.fused)}
+        return {"G": dict(nz=m.nz, ngf=m.ngf, out_ch=m.channels, image_size=size, norm=m.norm, fused=m.fused),
+                "D": dict(in_ch=m.channels, ndf=m.ndf, image_size=size, norm=m.norm, fused=m.fused)}
 
     def images_seen(self, batch):
         return batch["image"].shape[0]

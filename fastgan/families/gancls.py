@@ -76,7 +76,8 @@ class GANCLSFamily(Family):
         m, size = cfg.model, cfg.data.crop_size
         encoder = (load_caption_encoder(m.text_encoder)[0] if m.text_encoder
                    else encoder_args(text_dim=m.text_dim))
-        text = dict(embed_dim=m.text_embed_dim, encoder=encoder, train_encoder=not m.text_encoder, fused=m.fused)
+        text = dict(embed_dim=m.text_embed_dim, encoder=encoder, train_encoder=not m.text_encoder, norm=m.norm,
+                    fused=m.fused)
         return {"G": dict(nz=m.nz, ngf=m.ngf, out_ch=m.channels, image_size=size, **text),
                 "D": dict(in_ch=m.channels, ndf=m.ndf, image_size=size, **text)}
 

@@ -12,7 +12,7 @@ from .conditional import ConditionalDiscriminator, ConditionalGenerator, class_g
 from .dcgan import IMAGE_SIZES, DCGANDiscriminator, DCGANGenerator
 from .gancls import MatchingAwareDiscriminator, TextConditionedGenerator
 from .lapgan import LaplacianPyramidGenerator, level_discriminator, level_generator
-from .layers import NORMS, init_weights_
+from .layers import NORMS, batch_normalized, init_weights_
 from .pix2pix import PATCH_SIZES, PatchDiscriminator, UNetGenerator
 from .srgan import SCALES, SRGANDiscriminator, SRResNetGenerator, discriminator_pool_size
 
@@ -38,7 +38,7 @@ def build_model(family: str, role: str, **kwargs) -> nn.Module:
 
 
 __all__ = ["MODELS", "build_model", "UNetGenerator", "PatchDiscriminator", "DCGANGenerator", "DCGANDiscriminator",
-           "ConditionalGenerator", "ConditionalDiscriminator", "class_grid_labels", "init_weights_", "NORMS",
+           "ConditionalGenerator", "ConditionalDiscriminator", "class_grid_labels", "init_weights_", "batch_normalized", "NORMS",
            "PATCH_SIZES", "IMAGE_SIZES", "SRResNetGenerator", "SRGANDiscriminator", "SCALES", "discriminator_pool_size",
            "TextConditionedGenerator", "MatchingAwareDiscriminator", "LaplacianPyramidGenerator", "level_generator",
            "level_discriminator"]

@@ -8,9 +8,9 @@ pair for the fused module afterwards without moving a single state_dict key: a s
 from __future__ import annotations
 
 from torch import nn
-from torch.nn.modules.batchnorm import _NormBase
+from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
 
-from fastgan.nn import fuse_bn_act
+from fastgan.nn import BatchNormLeakyReLU2d, fuse_bn_act
 
 NORMS = ("batch", "instance", "none")
 
@@ -36,6 +36,12 @@ def norm_layer(norm: str, channels: int) -> nn.Module:
     if norm == "instance":
         return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
     return nn.Identity()
+
+
+def batch_normalized(model: nn.Module) -> bool:
+    """Whether the model normalizes with batch statistics (stock, fused or synchronized),
+    which couple the samples of a batch."""
+    return any(isinstance(m, (_BatchNorm, BatchNormLeakyReLU2d)) for m in model.modules())
 
 
 def conv_bias(norm: str) -> bool:
