@@ -70,20 +70,23 @@ def file_id(path: Path) -> tuple[int, int]:
 
 
 def output_paths(files: list[Path], out: Path) -> list[Path]:
-    """out/<stem>.png for each input, checked before anything is written: refuses a name two inputs share and an
-    output that is one of the inputs (same folder, or a link to it)."""
+    """out/<stem>.png for each input, checked before anything is written: refuses a name two inputs share (also
+    when they differ only in case, one file on macOS and Windows) and an output that is one of the inputs (same
+    folder, or a link to it)."""
     if out.exists() and not out.is_dir():
         raise SystemExit(f"--output {out} is a file; give a folder for the results")
     targets = [out / f"{path.stem}.png" for path in files]
-    sources: dict[Path, list[Path]] = {}
+    sources: dict[str, list[tuple[Path, Path]]] = {}
     for path, target in zip(files, targets):
-        sources.setdefault(target, []).append(path)
-    clashes = [(target, paths) for target, paths in sources.items() if len(paths) > 1]
+        sources.setdefault(target.name.casefold(), []).append((path, target))
+    clashes = [pairs for pairs in sources.values() if len(pairs) > 1]
     if clashes:
-        target, paths = clashes[0]
+        pairs = clashes[0]
+        written = listing(sorted({str(target) for _, target in pairs}))
         more = f" ({len(clashes) - 1} more name(s) clash)" if len(clashes) > 1 else ""
-        raise SystemExit(f"--input {listing([str(p) for p in paths])} would be written to one file, {target}{more}; "
-                         f"outputs are named <input name>.png, so rename or move all but one of them")
+        raise SystemExit(f"--input {listing([str(p) for p, _ in pairs])} would be written to one file, {written}{more}; "
+                         f"outputs are named <input name>.png (names differing only in case are one file on macOS "
+                         f"and Windows), so rename or move all but one of them")
     inputs = {file_id(path): path for path in files}
     for target in targets:
         if target.exists():

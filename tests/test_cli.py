@@ -83,11 +83,16 @@ def test_translate_refuses_inputs_that_share_an_output_name(runs, tmp_path, caps
     out = tmp_path / "out"
     with pytest.raises(SystemExit, match=re.escape(f"--input {src / '001.png'}, {src / '001.webp'} would be written "
                                                    f"to one file, {out / '001.png'} (1 more name(s) clash); outputs "
-                                                   f"are named <input name>.png, so rename or move all but one")):
+                                                   f"are named <input name>.png (names differing only in case")):
         translate.main(["--checkpoint", ckpt(runs, "pix2pix"), "--input", str(src), "--output", str(out)])
     assert not out.exists()
     (src / "001.webp").unlink()
-    (src / "photo.jpg").rename(src / "other.jpg")
+    (src / "photo.jpg").rename(src / "Photo.jpg")  # photo.png and Photo.png: one file on macOS and Windows
+    with pytest.raises(SystemExit, match=re.escape(f"--input {src / 'Photo.jpg'}, {src / 'photo.png'} would be "
+                                                   f"written to one file, {out / 'Photo.png'}, {out / 'photo.png'}; ")):
+        translate.main(["--checkpoint", ckpt(runs, "pix2pix"), "--input", str(src), "--output", str(out)])
+    assert not out.exists()
+    (src / "Photo.jpg").rename(src / "other.jpg")
     capsys.readouterr()
     assert translate.main(["--checkpoint", ckpt(runs, "pix2pix"), "--input", str(src), "--output", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["000.png", "001.png", "other.png", "photo.png"]
