@@ -9,6 +9,7 @@ business, and the same torch DataLoader would feed both sides.
 """
 from __future__ import annotations
 
+import itertools
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -135,10 +136,12 @@ def build_trainer_step(case: TrainCase, config: TrainConfig, device: str, seed: 
     optimizers = {role: torch.optim.Adam(model.parameters(), **adam) for role, model in family.models.items()}
     scalers = {role: torch.amp.GradScaler(device, enabled=False) for role in optimizers}
     autocast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if config.precision == "bf16" else nullcontext
-    nets = {"G": family.models["G"], "D": family.models["D"], "D_plain": family.models["D"]}
+    D = family.models["D"]
+    nets = {"G": family.models["G"], "D": D, "D_plain": D, "D_eager": D}
+    steps = itertools.count()
 
     def step(batch: dict) -> dict:
-        return train_step(family, nets, optimizers, scalers, autocast, batch, None)
+        return train_step(family, nets, optimizers, scalers, autocast, batch, None, next(steps))
     return step
 
 

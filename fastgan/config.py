@@ -24,6 +24,7 @@ VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_4", "relu4_4", "relu5_4")
 SSIM_WINDOW = 11
 DATASETS = ("default", "aligned", "paired", "folder", "classes", "fashion_mnist")
 PATCH_SIZES = (1, 16, 34, 70, 142, 286)
+PENALTIES = ("none", "wgan-gp", "r1")
 
 
 def _opt(default, help: str, choices: tuple | None = None):
@@ -94,9 +95,16 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    gan_mode: str = _opt("vanilla", "adversarial loss (wgan: the Wasserstein critic loss only; the trainer applies "
-                                    "no Lipschitz constraint such as a gradient penalty)",
+    gan_mode: str = _opt("vanilla", "adversarial loss (wgan: the Wasserstein critic loss, which needs loss.penalty "
+                                    "wgan-gp for its Lipschitz constraint)",
                          ("vanilla", "lsgan", "hinge", "wgan"))
+    penalty: str = _opt("none", "gradient penalty added to the discriminator's loss: wgan-gp = (||grad D|| - 1)^2 "
+                                "between real and fake samples (Gulrajani et al.), r1 = ||grad D||^2 / 2 at real "
+                                "samples (Mescheder et al.); costs one more D forward and a double backward per step",
+                        PENALTIES)
+    penalty_weight: float = _opt(10.0, "weight of loss.penalty (WGAN-GP's lambda, R1's gamma; both papers use 10)")
+    penalty_every: int = _opt(1, "apply loss.penalty on every Nth step only, weighted by N (lazy regularization, "
+                                 "Karras et al. 2020, who use 16 for R1): saves most of its cost")
     reconstruction: str = _opt("l1", "pix2pix reconstruction norm (l1: the paper; l2: the talk)", ("l1", "l2"))
     lambda_rec: float = _opt(100.0, "pix2pix weight of the reconstruction term (0 = adversarial only)")
     lambda_adv: float = _opt(1.0, "pix2pix weight of the adversarial term in the generator loss (0 = reconstruction "
@@ -277,7 +285,8 @@ def validate(cfg: Config, world_size: int = 1) -> None:
                 "model.channels": m.channels, "model.num_downs": m.num_downs, "optim.lr": o.lr,
                 "train.batch_size": t.batch_size, "train.log_every": t.log_every,
                 "train.sample_every": t.sample_every, "train.keep_last": t.keep_last,
-                "optim.step_epochs": o.step_epochs, "model.num_blocks": m.num_blocks}
+                "optim.step_epochs": o.step_epochs, "model.num_blocks": m.num_blocks,
+                "loss.penalty_every": loss.penalty_every}
     for key, value in positive.items():
         if not value > 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
@@ -313,6 +322,8 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     if loss.target_real != 1 and loss.gan_mode in ("hinge", "wgan"):
         raise ConfigError(f"loss.target_real ({loss.target_real}) smooths the vanilla and lsgan losses only; "
                           f"loss.gan_mode={loss.gan_mode} has fixed margins: leave target_real at 1")
+    if loss.penalty != "none":
+        _validate_penalty(cfg)
     if m.init_generator and m.family not in SUPERRES_FAMILIES:
         raise ConfigError(f"model.init_generator starts srresnet/srgan generators only; model.family={m.family} "
                           f"would ignore it")
@@ -347,6 +358,19 @@ def validate(cfg: Config, world_size: int = 1) -> None:
                           f"'paired', got {d.dataset!r}")
     if d.dataset not in ("default", "fashion_mnist") and not d.root:
         raise ConfigError(f"data.dataset={d.dataset!r} needs data.root (a folder)")
+
+
+def _validate_penalty(cfg: Config) -> None:
+    m, loss = cfg.model, cfg.loss
+    if not loss.penalty_weight > 0:
+        raise ConfigError(f"loss.penalty_weight must be > 0 with loss.penalty {loss.penalty}, got "
+                          f"{loss.penalty_weight} (loss.penalty none switches it off)")
+    untrained = {"srresnet": "model.family=srresnet trains no discriminator",
+                 "srgan": "loss.sr_lambda_adv is 0, so the discriminator is not trained",
+                 "pix2pix": "loss.lambda_adv is 0, so the discriminator is not trained"}
+    if m.family == "srresnet" or (m.family == "srgan" and loss.sr_lambda_adv == 0) or (
+            m.family == "pix2pix" and loss.lambda_adv == 0):
+        raise ConfigError(f"loss.penalty {loss.penalty} regularizes the discriminator, but {untrained[m.family]}")
 
 
 def patch_min_crop(patch_size: int) -> int:

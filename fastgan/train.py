@@ -35,6 +35,7 @@ from .data.epochs import EpochTaggedDataset, EpochTaggedSampler
 from .data.files import is_image_file
 from .data.sampler import ShardedSampler
 from .families import Family, build_family
+from .models import batch_normalized
 from .nn import convert_sync_batchnorm
 from .visualize import grid, save_png
 
@@ -281,8 +282,8 @@ def data_position_changes(changes: dict[str, tuple], saved_samples: int, train_s
 # ----------------------------------------------------------------------------- one step
 
 def train_step(family: Family, nets: dict, optimizers: dict, scalers: dict, autocast, batch: dict,
-               ema) -> dict[str, torch.Tensor]:
-    """One optimizer step of D (when adversarial) and one of G; returns the logged losses."""
+               ema, step: int) -> dict[str, torch.Tensor]:
+    """Optimizer step `step` (0-based) of D (when adversarial) and of G; returns the logged losses."""
     G, D, D_plain = nets["G"], nets["D"], nets["D_plain"]
     with autocast():
         fake = family.generate(G, batch)
@@ -292,6 +293,14 @@ def train_step(family: Family, nets: dict, optimizers: dict, scalers: dict, auto
         with autocast():
             loss_d, logs_d = family.d_loss(D, batch, fake.detach())
         logs.update(logs_d)
+        if family.cfg.loss.penalty != "none" and step % family.cfg.loss.penalty_every == 0:
+            # On the bare module: torch.compile has no double backward, and DDP still averages
+            # the gradients, as their one accumulation per parameter fires its hooks once.
+            scaler = scalers["D"]
+            penalty, logs_p = family.penalty(nets["D_eager"], batch, fake.detach(), autocast,
+                                             scaler.get_scale() if scaler.is_enabled() else 1.0)
+            loss_d = loss_d + penalty
+            logs.update(logs_p)
         optimizer_step(loss_d, "discriminator", optimizers["D"], scalers["D"])
         D_plain.requires_grad_(False)  # the G step needs gradients through D, not for D
     with autocast():
@@ -381,6 +390,10 @@ def main(argv: list[str] | None = None) -> int:
             family.models[role] = model = convert_sync_batchnorm(model)
         model.to(device, memory_format=memory_format).train()
     G_raw, D_raw = family.models["G"], family.models["D"]
+    if cfg.loss.penalty != "none" and t.sync_bn and world_size > 1 and batch_normalized(D_raw):
+        return usage_error(f"loss.penalty {cfg.loss.penalty} differentiates the discriminator twice, which "
+                           f"synchronized BatchNorm does not support: drop --train.sync_bn or use model.norm "
+                           f"instance or none")
     G, D = G_raw, D_raw
     if world_size > 1:
         ids = [local_rank] if device.type == "cuda" else None
@@ -389,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     D_plain = D_raw
     if t.compile:
         G, D, D_plain = torch.compile(G), torch.compile(D), torch.compile(D_raw)
-    nets = {"G": G, "D": D, "D_plain": D_plain}
+    nets = {"G": G, "D": D, "D_plain": D_plain, "D_eager": D_raw}
     optimizers = {role: make_optimizer(m.parameters(), cfg, device) for role, m in family.models.items()}
     scalers = {role: torch.amp.GradScaler(device.type, enabled=precision == "fp16") for role in optimizers}
     ema = None
@@ -479,10 +492,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fastgan: data loader: {loader_name} ({loader_reason})", flush=True)
         for note in family.notes:
             print(f"fastgan: {note}", flush=True)
-        if cfg.loss.gan_mode == "wgan":
-            print("fastgan: loss.gan_mode wgan is the Wasserstein critic loss without a Lipschitz constraint "
-                  "(no gradient penalty or weight clipping is applied); hinge or lsgan are the bounded choices",
-                  flush=True)
+        if cfg.loss.gan_mode == "wgan" and cfg.loss.penalty != "wgan-gp":
+            print("fastgan: loss.gan_mode wgan is the Wasserstein critic loss; without loss.penalty wgan-gp it has "
+                  "no Lipschitz constraint (no weight clipping is applied either)", flush=True)
+        if cfg.loss.penalty != "none":
+            every = cfg.loss.penalty_every
+            when = f" on every {every}th step, weighted x {every}" if every > 1 else ""
+            print(f"fastgan: discriminator loss + {cfg.loss.penalty_weight:g} x {cfg.loss.penalty} gradient "
+                  f"penalty{when}", flush=True)
+        if cfg.loss.penalty == "wgan-gp" and batch_normalized(D_raw):
+            print("fastgan: the critic has batch norm, which mixes the samples whose gradients WGAN-GP penalizes one "
+                  "by one (Gulrajani et al. use none); model.norm instance or none avoids it", flush=True)
         if t.progress:
             from tqdm import tqdm
             progress = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stdout)
@@ -600,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
                 have_data, stopping = agree(len(batch) > 0, stop.requested)
                 if have_data:
                     batch = to_device(batch, device, channels_last)
-                    logs = train_step(family, nets, optimizers, scalers, autocast, batch, ema)
+                    logs = train_step(family, nets, optimizers, scalers, autocast, batch, ema, step)
                     step += 1
                     n = family.images_seen(batch) * world_size
                     images += n

@@ -1,12 +1,14 @@
 """The contract between a GAN family and the training loop."""
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torch import nn
 
 from ..config import Config
 from ..models import build_model
-from ..nn import PatchGANLoss
+from ..nn import PatchGANLoss, r1_penalty, wgan_gp_penalty
 
 
 class Family:
@@ -42,11 +44,42 @@ class Family:
     def generate(self, G: nn.Module, batch: dict) -> torch.Tensor:
         raise NotImplementedError
 
-    def d_loss(self, D: nn.Module, batch: dict, fake: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def real(self, batch: dict) -> torch.Tensor:
+        """The real samples the discriminator judges: what the generator learns to imitate."""
         raise NotImplementedError
 
+    def critic(self, D: nn.Module, batch: dict, images: torch.Tensor) -> torch.Tensor:
+        """D's logits for `images` under the batch's conditioning (none here: an unconditional D)."""
+        return D(images)
+
+    def d_loss(self, D: nn.Module, batch: dict, fake: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        loss = self.gan_loss.discriminator(self.critic(D, batch, self.real(batch)), self.critic(D, batch, fake))
+        return loss, {"loss_D": loss}
+
     def g_loss(self, D: nn.Module, batch: dict, fake: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        raise NotImplementedError
+        loss = self.gan_loss.generator(self.critic(D, batch, fake))
+        return loss, {"loss_G": loss}
+
+    def penalty(self, D: nn.Module, batch: dict, fake: torch.Tensor, autocast=nullcontext,
+                grad_scale: float = 1.0) -> tuple[torch.Tensor, dict]:
+        """loss.penalty_weight x loss.penalty_every x the loss.penalty term of the discriminator's loss (the
+        trainer adds it on every loss.penalty_every-th step), and its log.
+
+        D must be the eager module (torch.compile has no double backward). `fake` may hold
+        more samples than the batch (GAN-INT); the penalty pairs the first ones with the reals.
+        """
+        real = self.real(batch)
+
+        def critic(images: torch.Tensor) -> torch.Tensor:
+            with autocast():
+                return self.critic(D, batch, images)
+
+        if self.cfg.loss.penalty == "wgan-gp":
+            value = wgan_gp_penalty(critic, real, fake[:real.shape[0]], grad_scale)
+        else:
+            value = r1_penalty(critic, real, grad_scale)
+        loss = self.cfg.loss
+        return loss.penalty_weight * loss.penalty_every * value, {"loss_D_penalty": value}
 
     @torch.no_grad()
     def sample_rows(self, G: nn.Module, batch: dict) -> list[torch.Tensor]:

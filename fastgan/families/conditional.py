@@ -22,14 +22,8 @@ class ConditionalFamily(DCGANFamily):
         labels = batch["label"]
         return G(self.noise(labels.shape[0], labels.device), labels)
 
-    def d_loss(self, D, batch, fake):
-        labels = batch["label"]
-        loss = self.gan_loss.discriminator(D(batch["image"], labels), D(fake, labels))
-        return loss, {"loss_D": loss}
-
-    def g_loss(self, D, batch, fake):
-        loss = self.gan_loss.generator(D(fake, batch["label"]))
-        return loss, {"loss_G": loss}
+    def critic(self, D, batch, images):
+        return D(images, batch["label"])
 
     @torch.no_grad()
     def sample_rows(self, G, batch):

@@ -25,13 +25,8 @@ class DCGANFamily(Family):
     def generate(self, G, batch):
         return G(self.noise(batch["image"].shape[0], batch["image"].device))
 
-    def d_loss(self, D, batch, fake):
-        loss = self.gan_loss.discriminator(D(batch["image"]), D(fake))
-        return loss, {"loss_D": loss}
-
-    def g_loss(self, D, batch, fake):
-        loss = self.gan_loss.generator(D(fake))
-        return loss, {"loss_G": loss}
+    def real(self, batch):
+        return batch["image"]
 
     @torch.no_grad()
     def sample_rows(self, G, batch):

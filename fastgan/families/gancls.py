@@ -94,11 +94,18 @@ class GANCLSFamily(Family):
         interpolated = G(torch.randn(n, self.cfg.model.nz, device=device), tokens, mix=self.beta)
         return torch.cat([fake, interpolated])
 
+    def real(self, batch):
+        return batch["image"]
+
+    def critic(self, D, batch, images):
+        """Scored under the right captions."""
+        return D(images, batch["tokens"])
+
     def d_loss(self, D, batch, fake):
         images, tokens = batch["image"], batch["tokens"]
         wrong, valid = wrong_pairs(tokens, batch["source"])
-        real_right = D(images, tokens)
-        fake_right = D(fake[:images.shape[0]], tokens)
+        real_right = self.critic(D, batch, images)
+        fake_right = self.critic(D, batch, fake[:images.shape[0]])
         real_wrong = D(images, wrong)[valid]
         loss = matching_aware_d_loss(self.gan_loss, real_right, fake_right, real_wrong)
         logs = {"loss_D": loss, "logit_real_right": real_right.detach().float().mean()}
@@ -109,7 +116,7 @@ class GANCLSFamily(Family):
     def g_loss(self, D, batch, fake):
         tokens = batch["tokens"]
         n = tokens.shape[0]
-        loss = self.gan_loss.generator(D(fake[:n], tokens))
+        loss = self.gan_loss.generator(self.critic(D, batch, fake[:n]))
         logs = {}
         if self.gan_int:
             interpolated = self.gan_loss.generator(D(fake[n:], tokens, mix=self.beta))

@@ -73,18 +73,10 @@ class LAPGANFamily(Family):
             return G(z, self.labels(batch))
         return G(z, batch["coarse"], self.labels(batch))
 
-    def score(self, D, x: torch.Tensor, batch: dict) -> torch.Tensor:
+    def critic(self, D, batch, images):
         if self.level == 0:
-            return D(x, self.labels(batch))
-        return D(x, batch["coarse"], self.labels(batch))
-
-    def d_loss(self, D, batch, fake):
-        loss = self.gan_loss.discriminator(self.score(D, self.real(batch), batch), self.score(D, fake, batch))
-        return loss, {"loss_D": loss}
-
-    def g_loss(self, D, batch, fake):
-        loss = self.gan_loss.generator(self.score(D, fake, batch))
-        return loss, {"loss_G": loss}
+            return D(images, self.labels(batch))
+        return D(images, batch["coarse"], self.labels(batch))
 
     @torch.no_grad()
     def sample_rows(self, G, batch):

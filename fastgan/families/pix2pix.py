@@ -31,11 +31,16 @@ class Pix2PixFamily(Family):
     def generate(self, G, batch):
         return G(batch["A"])
 
+    def real(self, batch):
+        return batch["B"]
+
+    def critic(self, D, batch, images):
+        """The PatchGAN judges (input, output) pairs."""
+        return D(torch.cat([batch["A"], images], 1))
+
     def d_loss(self, D, batch, fake):
-        real_logits = D(torch.cat([batch["A"], batch["B"]], 1))
-        fake_logits = D(torch.cat([batch["A"], fake], 1))
-        # Halved as in the paper: slows D relative to G.
-        loss = 0.5 * self.gan_loss.discriminator(real_logits, fake_logits)
+        loss, _ = super().d_loss(D, batch, fake)
+        loss = 0.5 * loss  # halved as in the paper: slows D relative to G
         return loss, {"loss_D": loss}
 
     def g_loss(self, D, batch, fake):
@@ -43,7 +48,7 @@ class Pix2PixFamily(Family):
         loss = self.cfg.loss.lambda_rec * rec
         logs = {"loss_rec": rec}
         if self.adversarial:
-            adv = self.gan_loss.generator(D(torch.cat([batch["A"], fake], 1)))
+            adv = self.gan_loss.generator(self.critic(D, batch, fake))
             loss = loss + self.cfg.loss.lambda_adv * adv
             logs["loss_G_adv"] = adv
         logs["loss_G"] = loss

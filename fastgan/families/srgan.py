@@ -93,15 +93,14 @@ class SRResNetFamily(Family):
         self.vgg.to(fake.device)  # not a trained network, so the loop does not place it
         return F.mse_loss(self.vgg(fake.float()) * VGG_RESCALE, self.vgg(hr.float()) * VGG_RESCALE)
 
-    def d_loss(self, D, batch, fake):
-        loss = self.gan_loss.discriminator(D(batch["hr"]), D(fake))
-        return loss, {"loss_D": loss}
+    def real(self, batch):
+        return batch["hr"]
 
     def g_loss(self, D, batch, fake):
         content = self.content_loss(fake, batch["hr"])
         loss, logs = content, {"loss_content": content}
         if self.adversarial:
-            adv = self.gan_loss.generator(D(fake))
+            adv = self.gan_loss.generator(self.critic(D, batch, fake))
             loss = loss + self.cfg.loss.sr_lambda_adv * adv
             logs["loss_G_adv"] = adv
         if self.cfg.loss.tv_weight:
