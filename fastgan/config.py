@@ -149,7 +149,8 @@ class TrainConfig:
                                       "off on the CPU (where it made convolutions ~10% slower in our benchmark)",
                               ("auto", "true", "false"))
     compile: bool = _opt(False, "torch.compile the generator and discriminator")
-    sync_bn: bool = _opt(False, "synchronize BatchNorm statistics across processes (fused sync BN)")
+    sync_bn: bool = _opt(False, "synchronize the BatchNorm statistics of every layer across processes (fastgan's "
+                                "synchronized fused BatchNorm, on GPUs and the CPU)")
     seed: int = _opt(0, "seed of everything (each rank adds its rank)")
     deterministic: bool = _opt(False, "torch.use_deterministic_algorithms (slower; exact reruns on GPU)")
     resume: str = _opt("", "'' = fresh run (into out_dir-2, -3 ... if out_dir holds a run), 'auto' = newest valid "

@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for role, model in family.models.items():
         if t.sync_bn and world_size > 1:
-            family.models[role] = model = convert_sync_batchnorm(model)
+            family.models[role] = model = convert_sync_batchnorm(model, include_batchnorm2d=True)
         model.to(device, memory_format=memory_format).train()
     G_raw, D_raw = family.models["G"], family.models["D"]
     if cfg.loss.penalty != "none" and t.sync_bn and world_size > 1 and batch_normalized(D_raw):

@@ -21,6 +21,7 @@ from fastgan.nn import SyncBatchNormLeakyReLU2d  # noqa: E402
 CONFIGS = {
     "leaky": (dict(negative_slope=0.2), torch.float32, torch.contiguous_format, (3, 3)),
     "relu": (dict(negative_slope=0.0), torch.float32, torch.contiguous_format, (3, 3)),
+    "identity": (dict(negative_slope=1.0), torch.float32, torch.contiguous_format, (3, 3)),
     "inplace": (dict(negative_slope=0.1, inplace=True), torch.float32, torch.contiguous_format, (3, 3)),
     "channels_last": (dict(negative_slope=0.2), torch.float32, torch.channels_last, (3, 3)),
     "uneven": (dict(negative_slope=0.2), torch.float32, torch.contiguous_format, (1, 4)),

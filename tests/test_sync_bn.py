@@ -147,6 +147,37 @@ def test_convert_sync_batchnorm_converts_fused_modules():
         assert torch.equal(after[key], before[key]), key
 
 
+def test_convert_sync_batchnorm_can_include_plain_batchnorm():
+    """include_batchnorm2d=True turns nn.BatchNorm2d into the synchronized module with an identity
+    activation: the same state objects and, outside a process group, BatchNorm2d's exact results."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.BatchNorm2d(4, eps=1e-3, momentum=0.3), nn.PReLU(), BatchNormLeakyReLU2d(4),
+                          nn.SyncBatchNorm(4))
+    reference = nn.Sequential(nn.BatchNorm2d(4, eps=1e-3, momentum=0.3))
+    reference.load_state_dict(model[:1].state_dict())
+    with torch.no_grad():
+        model[0].weight.uniform_(0.5, 1.5)
+        model[0].bias.normal_()
+        reference[0].weight.copy_(model[0].weight)
+        reference[0].bias.copy_(model[0].bias)
+    weight = model[0].weight
+    assert type(convert_sync_batchnorm(nn.Sequential(nn.BatchNorm2d(4)))[0]) is nn.BatchNorm2d  # off by default
+    convert_sync_batchnorm(model, include_batchnorm2d=True)
+    assert type(model[0]) is type(model[2]) is SyncBatchNormLeakyReLU2d and type(model[1]) is nn.PReLU
+    assert type(model[3]) is nn.SyncBatchNorm  # torch's own is left as it is
+    assert (model[0].negative_slope, model[0].eps, model[0].momentum) == (1.0, 1e-3, 0.3)
+    assert model[0].weight is weight
+    x = torch.randn(3, 4, 5, 5, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    out, expected = model[0](x), reference[0](x_ref)
+    assert_close(out, expected)
+    out.square().sum().backward()
+    expected.square().sum().backward()
+    assert_close(x.grad, x_ref.grad)
+    assert_close(model[0].weight.grad, reference[0].weight.grad)
+    assert_close(model[0].running_var, reference[0].running_var)
+
+
 def test_convert_sync_batchnorm_top_level_module():
     """A bare BatchNormLeakyReLU2d is returned converted; a synchronized one is left as is."""
     converted = convert_sync_batchnorm(BatchNormLeakyReLU2d(3, 0.3))

@@ -172,15 +172,23 @@ class SyncBatchNormLeakyReLU2d(BatchNormLeakyReLU2d):
         return out
 
     @classmethod
-    def convert_sync_batchnorm(cls, module: nn.Module, process_group=None) -> nn.Module:
-        """Returns module with every BatchNormLeakyReLU2d replaced by the synchronized one."""
-        if type(module) is BatchNormLeakyReLU2d:
-            synced = cls(module.num_features, module.negative_slope, module.eps, module.momentum, module.affine,
-                         module.track_running_stats, module.inplace, process_group)
+    def convert_sync_batchnorm(cls, module: nn.Module, process_group=None,
+                               include_batchnorm2d: bool = False) -> nn.Module:
+        """Returns module with every BatchNormLeakyReLU2d replaced by the synchronized one.
+
+        include_batchnorm2d=True also replaces each plain nn.BatchNorm2d, by the synchronized
+        module with negative_slope=1 (an identity activation): synchronized BatchNorm that,
+        unlike torch's SyncBatchNorm, runs on the CPU (gloo) as well as on GPUs.
+        """
+        plain = include_batchnorm2d and type(module) is nn.BatchNorm2d
+        if type(module) is BatchNormLeakyReLU2d or plain:
+            slope, inplace = (1.0, False) if plain else (module.negative_slope, module.inplace)
+            synced = cls(module.num_features, slope, module.eps, module.momentum, module.affine,
+                         module.track_running_stats, inplace, process_group)
             adopt_norm_state(synced, module)
             return synced
         for name, child in module.named_children():
-            module.add_module(name, cls.convert_sync_batchnorm(child, process_group))
+            module.add_module(name, cls.convert_sync_batchnorm(child, process_group, include_batchnorm2d))
         return module
 
 
