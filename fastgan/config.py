@@ -42,10 +42,12 @@ class DataConfig:
     val_root: str = _opt("", "validation folder (empty = ROOT/val when it holds images, else no validation; the "
                              "embedded set has its own)")
     direction: str = _opt("AtoB", "aligned/paired data: which half is the input", ("AtoB", "BtoA"))
-    load_size: int = _opt(72, "resize to this before the random crop (pix2pix: 286)")
+    load_size: int = _opt(72, "aligned/paired data: resize to this before the random crop (pix2pix: 286); the "
+                              "other datasets do not read it")
     crop_size: int = _opt(64, "random crop = training image size (pix2pix: 256; srresnet/srgan: the high-resolution "
                               "crop, taken without resizing, 96 in the paper)")
-    flip: bool = _opt(True, "random horizontal flip, identical for input and target")
+    flip: bool = _opt(True, "random horizontal flip, identical for input and target (fashion_mnist is flipped "
+                            "for lapgan only)")
     edge_low: int = _opt(100, "embedded set: Canny low threshold")
     edge_high: int = _opt(200, "embedded set: Canny high threshold")
     edge_blur: int = _opt(3, "embedded set: Gaussian blur kernel before Canny (0 = none; the talk used 5)")
@@ -68,9 +70,9 @@ class ModelConfig:
     num_downs: int = _opt(6, "pix2pix U-Net depth: 8 for 256^2, 7 for 128^2; the input must be divisible by 2^num_downs")
     dropout: bool = _opt(True, "pix2pix: dropout in the inner decoder blocks (the paper's noise source)")
     patch_size: int = _opt(70, "pix2pix: discriminator receptive field (1 = PixelGAN, 286 = ImageGAN)", PATCH_SIZES)
-    nz: int = _opt(100, "dcgan/conditional: latent size")
-    num_classes: int = _opt(10, "conditional: number of classes")
-    channels: int = _opt(3, "dcgan/conditional: image channels (1 for Fashion-MNIST)")
+    nz: int = _opt(100, "dcgan/conditional/gancls/lapgan: latent size")
+    num_classes: int = _opt(10, "conditional, and lapgan with model.class_conditional: number of classes")
+    channels: int = _opt(3, "dcgan/conditional/gancls/lapgan: image channels (1 for Fashion-MNIST)")
     scale: int = _opt(4, "srresnet/srgan: upscaling factor (one x2 PixelShuffle stage per factor 2)", SCALES)
     num_blocks: int = _opt(16, "srresnet/srgan: residual blocks of the SRResNet generator")
     init_generator: str = _opt("", "srresnet/srgan: start the generator from the G weights of this fastgan "
@@ -311,7 +313,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
         raise ConfigError(f"optim.ema is a decay in [0, 1), got {o.ema}")
     if o.step_gamma <= 1 and o.schedule == "step":
         raise ConfigError(f"optim.step_gamma divides the learning rate and must be > 1, got {o.step_gamma}")
-    if d.crop_size > d.load_size and m.family not in SUPERRES_FAMILIES:
+    if d.crop_size > d.load_size and d.dataset in ("aligned", "paired") and m.family not in SUPERRES_FAMILIES:
         raise ConfigError(f"data.crop_size ({d.crop_size}) cannot be larger than data.load_size ({d.load_size})")
     if d.edge_blur and d.edge_blur % 2 == 0:
         raise ConfigError(f"data.edge_blur must be odd (a Gaussian kernel size), got {d.edge_blur}")

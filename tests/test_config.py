@@ -67,7 +67,8 @@ def test_unknown_yaml_key_names_the_file(tmp_path):
     (["--train.batch_size", "x"], "train.batch_size: expected int, got 'x'"),
     (["--model.fused", "maybe"], "model.fused: expected bool, got 'maybe'"),
     (["--optim.lr", "-1"], "optim.lr must be > 0, got -1.0"),
-    (["--data.crop_size", "300"], "data.crop_size (300) cannot be larger than data.load_size (72)"),
+    (["--data.dataset", "aligned", "--data.root", "d", "--data.crop_size", "320", "--model.num_downs", "6"],
+     "data.crop_size (320) cannot be larger than data.load_size (72)"),
     (["--model.family", "gan"], "model.family='gan' is not one of pix2pix, dcgan, conditional"),
     (["--model.patch_size", "50"], "model.patch_size=50 is not one of 1, 16, 34, 70, 142, 286"),
     (["--data.crop_size", "48", "--data.load_size", "64"], "must be divisible by 2^model.num_downs (64)"),
@@ -152,3 +153,12 @@ def test_yaml_booleans_set_on_off_auto_switches(tmp_path):
     assert cfg.train.channels_last == "false"
     assert parse_config(["--train.channels_last", "true"]).train.channels_last == "true"
     assert parse_config([]).train.channels_last == "auto"
+
+
+def test_load_size_binds_only_the_datasets_that_read_it():
+    """Only aligned/paired data resize to data.load_size, so only they need crop_size <= load_size."""
+    cfg = parse_config(["--data.crop_size", "128", "--model.num_downs", "7"])
+    assert (cfg.data.crop_size, cfg.data.load_size) == (128, 72)
+    cfg = parse_config(["--model.family", "dcgan", "--data.dataset", "folder", "--data.root", "d",
+                        "--data.crop_size", "128"])
+    assert cfg.data.crop_size == 128
