@@ -463,7 +463,8 @@ def build_parser(prog: str = "fastgan.train") -> argparse.ArgumentParser:
         usage=f"python -m {prog} [--config YAML] [--SECTION.KEY VALUE ...]",
         description="Train a GAN. Options come from the defaults below, then --config YAML, then the "
                     "command line (--section.key value). Launch with torchrun for several processes: "
-                    "torchrun --nproc_per_node=N -m fastgan.train --config configs/pix2pix_edges.yaml",
+                    "torchrun --nproc_per_node=N -m fastgan.train --config configs/pix2pix_edges.yaml "
+                    "--train.batch_size 8 (train.batch_size is the global batch: N must divide it)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML file with sections data, model, loss, optim, train")
     defaults = Config()

@@ -2,7 +2,7 @@
 
     python -m fastgan.train                                   # pix2pix on the embedded data
     python -m fastgan.train --config configs/dcgan_fashion_mnist.yaml --train.batch_size 64
-    torchrun --nproc_per_node=8 -m fastgan.train --config configs/pix2pix_edges.yaml
+    torchrun --nproc_per_node=8 -m fastgan.train --config configs/pix2pix_edges.yaml --train.batch_size 8
 
 One step, read top to bottom in `train_step`: generate fakes, score and update the
 discriminator, score and update the generator, update the EMA. `main` sets up the
