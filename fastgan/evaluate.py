@@ -15,7 +15,7 @@ scale factor, for the network and for bicubic upscaling (the baseline row): each
 
 Options that would not change the result are refused rather than ignored: --split goes with
 --data default, --direction with pix2pix on an A|B folder, --fashion-mnist-root with --data
-fashion_mnist (which only the noise-to-image families take).
+fashion_mnist (which the dcgan, conditional, lapgan and gancls families take).
 
     python -m fastgan.evaluate --checkpoint runs/default/best.pt --data default
     python -m fastgan.evaluate --checkpoint C --data data/facades/test --direction BtoA --json scores.json

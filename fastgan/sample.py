@@ -1,6 +1,6 @@
-"""Sample a grid of images from a trained DCGAN, class-conditional or LAPGAN generator.
+"""Sample a grid of images from a trained DCGAN, class-conditional, LAPGAN or GAN-CLS generator.
 
-    python -m fastgan.sample --checkpoint runs/dcgan_fashion_mnist/ckpt_00010000.pt --n 64 --output grid.png
+    python -m fastgan.sample --checkpoint runs/dcgan_fashion_mnist/ckpt_00011700.pt --n 64 --output grid.png
     python -m fastgan.sample --checkpoint C --class 3 --output class3.png   # conditional: one class
     python -m fastgan.sample --checkpoint C --output classes.png            # conditional: a row per class
     python -m fastgan.sample --checkpoint L0.pt --checkpoint L1.pt --checkpoint L2.pt --output lapgan.png
@@ -25,8 +25,12 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m fastgan.sample", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, action="append",
-                   help="a fastgan dcgan or conditional checkpoint; lapgan: repeat it, one per pyramid level")
-    p.add_argument("--n", type=int, default=64, help="images (conditional without --class: per class, default 8)")
+                   help="a fastgan dcgan, conditional or gancls checkpoint; lapgan: repeat it, one per pyramid "
+                        "level")
+    p.add_argument("--n", type=int, default=64,
+                   help="number of images (default 64); gancls: per caption; a class-conditional model "
+                        "(conditional, or lapgan trained with classes) without --class ignores it and draws "
+                        "--per-row images of each class")
     p.add_argument("--class", dest="label", type=int, default=None, help="conditional models: sample this class only")
     p.add_argument("--text", action="append", default=None,
                    help="gancls models: --n images of this caption (repeat for several captions)")
