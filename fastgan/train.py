@@ -338,7 +338,8 @@ def optimizer_step(loss: torch.Tensor, which: str, optimizer, scaler) -> None:
 
 def usage_error(message: str) -> int:
     """A problem the user must fix, reported as the config parser reports its own: one line, status 2."""
-    print(f"fastgan.train: error: {message}", file=sys.stderr, flush=True)
+    sys.stderr.write(f"fastgan.train: error: {message}\n")  # one write: torchrun's processes share the stream
+    sys.stderr.flush()
     return 2
 
 
