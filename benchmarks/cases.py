@@ -29,8 +29,8 @@ SLOPE = 0.2
 LOSS_MODES = ("vanilla", "lsgan")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
-# The DESIGN page's CPU reference shapes ("medium"): the CPU targets are judged on these.
-DESIGN_SHAPES = ((16, 64, 64, 64), (16, 256, 16, 16), (4, 128, 64, 64))
+# The CPU reference shapes ("medium"): the CPU targets are judged on these.
+CPU_REFERENCE_SHAPES = ((16, 64, 64, 64), (16, 256, 16, 16), (4, 128, 64, 64))
 # pix2pix discriminator / U-Net activations at batch 1 and 16.
 PIX2PIX_SHAPES = tuple((n, c, s, s) for n in (1, 16) for c, s in ((64, 128), (128, 64), (256, 32), (512, 16)))
 # Big enough to stream from HBM rather than L2: the GPU bandwidth target is judged on these.

@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from benchmarks.cases import (CLONE, DESIGN_SHAPES, LARGE_SHAPES, PIX2PIX_SHAPES, REFERENCE_IMPLS, BnCase,
+from benchmarks.cases import (CLONE, CPU_REFERENCE_SHAPES, LARGE_SHAPES, PIX2PIX_SHAPES, REFERENCE_IMPLS, BnCase,
                               clone_step, error_reason, impls_for, loss_cases, make_step)
 from benchmarks.session import Session
 from benchmarks.timing import Timer
@@ -21,7 +21,7 @@ NAME = "ops"
 def plan(device: str, quick: bool) -> list[tuple[object, str]]:
     """(case, pass) pairs, most important first, so a spent time budget cuts the least useful."""
     if device == "cpu":
-        design = [BnCase(s) for s in DESIGN_SHAPES]
+        design = [BnCase(s) for s in CPU_REFERENCE_SHAPES]
         extra = [BnCase((16, 64, 64, 64), "bf16"), BnCase((16, 64, 64, 64), layout="NHWC")]
         if quick:
             bn = [(BnCase((4, 128, 64, 64)), "fwd_bwd"), (BnCase((4, 128, 64, 64)), "fwd"),

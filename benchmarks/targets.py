@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from benchmarks.cases import DESIGN_SHAPES, LARGE_SHAPES
+from benchmarks.cases import CPU_REFERENCE_SHAPES, LARGE_SHAPES
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,13 @@ def _train(family: str, image_size: int, batch: int) -> Callable[[dict], bool]:
 TARGETS = (
     Target("cpu", "BN+act fwd+bwd at the CPU reference shapes 16x64x64x64, 16x256x16x16, 4x128x64x64 (fp32 NCHW): "
            "fused >= 1.3x eager", "x_eager", 1.3,
-           lambda r: _bn_fwd_bwd(r) and tuple(r["shape"]) in DESIGN_SHAPES
+           lambda r: _bn_fwd_bwd(r) and tuple(r["shape"]) in CPU_REFERENCE_SHAPES
            and r["dtype"] == "fp32" and r["layout"] == "NCHW"),
     Target("cpu", "aim: same rows, fused >= 2x eager", "x_eager", 2.0,
-           lambda r: _bn_fwd_bwd(r) and tuple(r["shape"]) in DESIGN_SHAPES
+           lambda r: _bn_fwd_bwd(r) and tuple(r["shape"]) in CPU_REFERENCE_SHAPES
            and r["dtype"] == "fp32" and r["layout"] == "NCHW"),
     Target("cpu", "aim: same rows, fused >= 1.4x torch.compile", "x_compiled", 1.4,
-           lambda r: _bn_fwd_bwd(r) and tuple(r["shape"]) in DESIGN_SHAPES
+           lambda r: _bn_fwd_bwd(r) and tuple(r["shape"]) in CPU_REFERENCE_SHAPES
            and r["dtype"] == "fp32" and r["layout"] == "NCHW"),
     Target("cuda", "BN+act fwd+bwd at batch >= 16: fused >= 1.6x eager", "x_eager", 1.6,
            lambda r: _bn_fwd_bwd(r) and r["shape"][0] >= 16),

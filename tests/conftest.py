@@ -35,7 +35,7 @@ DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=
 FLOAT_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
 DTYPE_IDS = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64"}
 
-# (atol, rtol) per dtype. fp32 is the numerics contract (docs/operators.md, DESIGN.md);
+# (atol, rtol) per dtype. fp32 is the numerics contract (docs/operators.md);
 # half types get a few ulps at the data's scale; fp64 is near exact.
 _TOLERANCES = {
     torch.float64: (1e-10, 1e-10),
