@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
                   "no Lipschitz constraint (no weight clipping is applied either)", flush=True)
         if cfg.loss.penalty != "none":
             every = cfg.loss.penalty_every
-            when = f" on every {every}th step, weighted x {every}" if every > 1 else ""
+            when = f" on one step in {every} (steps 0, {every}, {2 * every}, ...), weighted x {every}" if every > 1 else ""
             print(f"fastgan: discriminator loss + {cfg.loss.penalty_weight:g} x {cfg.loss.penalty} gradient "
                   f"penalty{when}", flush=True)
         if cfg.loss.penalty == "wgan-gp" and batch_normalized(D_raw):

@@ -1,6 +1,7 @@
 """torchrun with 2 gloo processes trains exactly what one process does on the same global batch."""
 from __future__ import annotations
 
+import math
 import os
 import socket
 import subprocess
@@ -98,3 +99,89 @@ def test_every_family_trains_under_torchrun(tmp_path, family):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     state = checkpoint.load(checkpoint.list_checkpoints(tmp_path / "run")[0])
     assert state["family"] == family and state["step"] == 2 and len(state["rng"]) == 2
+
+
+# ----------------------------------------------------------------------------- gradient penalties
+
+# synchronized BatchNorm has no double backward (the trainer refuses it with a penalty), and
+# per-process batch norm would see half the batch: without norm, nothing couples the samples.
+PENALTY_COMMON = [*TINY_PIX2PIX, "--model.dropout", "false", "--train.max_steps", "4", "--model.norm", "none"]
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_with_r1_match_one(tmp_path):
+    """R1 draws nothing at random, so 2 processes on half batches train exactly what one does: the
+    penalty's gradient, taken on the bare module, is averaged by DDP with the loss's."""
+    common = [*PENALTY_COMMON, "--loss.penalty", "r1"]
+    proc = torchrun(tmp_path / "ddp", common=tuple(common))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "fastgan: discriminator loss + 10 x r1 gradient penalty" in proc.stdout
+    assert main([*common, "--train.out_dir", str(tmp_path / "single")]) == 0
+    ddp, single = final_weights(tmp_path / "ddp"), final_weights(tmp_path / "single")
+    assert ddp.keys() == single.keys()
+    for key in ddp:
+        torch.testing.assert_close(ddp[key], single[key], atol=1e-4, rtol=1e-3, msg=key)
+
+
+# Runs the trainer with every rank checking after each step that all ranks hold the same weights.
+RANK_CHECK = '''
+import sys
+import torch
+import torch.distributed as dist
+import fastgan.train as T
+
+log, argv = sys.argv[1], sys.argv[2:]
+step = T.train_step
+
+
+def checked(family, *args, **kwargs):
+    logs = step(family, *args, **kwargs)
+    flat = torch.cat([p.detach().reshape(-1) for m in family.models.values() for p in m.parameters()])
+    peers = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
+    dist.all_gather(peers, flat)
+    spread = max((peer - flat).abs().max().item() for peer in peers)
+    with open(f"{log}.rank{dist.get_rank()}", "a") as f:
+        f.write(f"{spread} {float(logs['loss_D_penalty'])} {float(logs['loss_D'])}\\n")
+    return logs
+
+
+T.train_step = checked
+sys.exit(T.main(argv))
+'''
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_with_wgan_gp_keep_one_critic(tmp_path):
+    """WGAN-GP draws eps per sample from each rank's own stream (seed + rank), so 2 processes cannot
+    match 1 exactly. What must hold: DDP averages the penalty's gradients, so every rank holds
+    identical weights after every step although each rank's penalty differs."""
+    script = tmp_path / "rank_check.py"
+    script.write_text(RANK_CHECK)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+           str(script), str(tmp_path / "log"), *PENALTY_COMMON, "--loss.penalty", "wgan-gp", "--loss.gan_mode",
+           "wgan", "--train.out_dir", str(tmp_path / "ddp")]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {rank: [list(map(float, line.split())) for line in (tmp_path / f"log.rank{rank}").read_text().splitlines()]
+            for rank in (0, 1)}
+    assert len(rows[0]) == len(rows[1]) == 4
+    for rank, steps in rows.items():
+        for spread, penalty, loss in steps:
+            assert spread == 0.0, f"rank {rank}: the ranks' weights drifted apart by {spread}"
+            assert math.isfinite(penalty) and penalty > 0 and math.isfinite(loss)
+    assert [r[1] for r in rows[0]] != [r[1] for r in rows[1]], "each rank penalizes its own samples"
+    state = checkpoint.load(checkpoint.list_checkpoints(tmp_path / "ddp")[0])
+    assert state["step"] == 4 and len(state["rng"]) == 2
+
+
+@pytest.mark.slow
+def test_penalty_with_synchronized_batch_norm_is_refused(tmp_path):
+    proc = torchrun(tmp_path / "run", "--loss.penalty", "wgan-gp")  # COMMON: batch norm, --train.sync_bn true
+    assert proc.returncode != 0
+    assert ("fastgan.train: error: loss.penalty wgan-gp differentiates the discriminator twice, which synchronized "
+            "BatchNorm does not support: drop --train.sync_bn or use model.norm instance or none") in proc.stderr
+    assert "exitcode  : 2" in proc.stderr, "the usage error's status"
+    assert str(ROOT / "fastgan") not in proc.stderr, "a traceback from the trainer (torchrun prints its own)"
+    assert not (tmp_path / "run").exists() or not list((tmp_path / "run").glob("*.pt"))

@@ -8,7 +8,8 @@ torch.compile does not, so `critic` must run eagerly.
 A sample's score is the mean of its logits, as the GAN losses average them: a PatchGAN's
 N x 1 x H x W map is one score per image, not H x W independent critics. Under fp16
 autocast the gradient can underflow, so pass the GradScaler's scale as `grad_scale`: the
-score is multiplied by it before differentiating and the gradient divided by it after.
+batch's mean score is multiplied by it before differentiating, as the GradScaler scales a
+loss, and the gradient is unscaled after.
 """
 from __future__ import annotations
 
@@ -28,9 +29,12 @@ def _input_gradient(critic: Critic, x: torch.Tensor, grad_scale: float) -> torch
     if score.dim() == 0 or score.shape[0] != x.shape[0]:
         raise ValueError(f"the critic must return one score or logit map per sample: input batch {x.shape[0]}, "
                          f"output shape {tuple(score.shape)}")
-    per_sample = score.float().reshape(score.shape[0], -1).mean(1)
-    (grad,) = torch.autograd.grad(per_sample.sum() * grad_scale, x, create_graph=True)
-    return grad.float().reshape(x.shape[0], -1) / grad_scale
+    n = x.shape[0]
+    per_sample = score.float().reshape(n, -1).mean(1)
+    # The batch mean, not the sum: each score then carries grad_scale / n into the backward, as
+    # in the scaled GAN loss, where the sum's grad_scale alone overflows fp16 at the GradScaler's 2^16.
+    (grad,) = torch.autograd.grad(per_sample.mean() * grad_scale, x, create_graph=True)
+    return grad.float().reshape(n, -1) * (n / grad_scale)
 
 
 def wgan_gp_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor,
