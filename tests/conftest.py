@@ -24,6 +24,9 @@ import fastgan.ops as fops  # noqa: E402
 BACKEND = fops.backend_info()["backend"]
 COMPILED = BACKEND != "reference"
 HAS_CUDA = torch.cuda.is_available()
+# cuDNN's fp32 convolutions default to TF32 on Ampere and later (10 mantissa bits), which would
+# blur every fp32 comparison of a model on the GPU; the tests hold fp32 to fp32.
+torch.backends.cudnn.allow_tf32 = False
 
 requires_compiled = pytest.mark.skipif(
     not COMPILED, reason=f"tests the compiled torch.ops.fastgan operators; backend is {BACKEND!r} "

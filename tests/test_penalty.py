@@ -138,7 +138,7 @@ def reference_penalty(kind: str, D: nn.Module, real: torch.Tensor, fake: torch.T
     """The textbook double backward, written out with torch.autograd.grad."""
     n = real.shape[0]
     if kind == "wgan-gp":
-        eps = torch.rand(n, 1, 1, 1)
+        eps = torch.rand(n, 1, 1, 1, device=real.device)
         x = (fake + eps * (real - fake)).requires_grad_()
     else:
         x = real.clone().requires_grad_()
@@ -180,16 +180,16 @@ def test_matches_a_hand_written_double_backward(kind):
 
 
 @pytest.mark.parametrize("kind", list(PENALTIES))
-def test_fused_discriminator_matches_stock_layers(kind):
+def test_fused_discriminator_matches_stock_layers(kind, device):
     """The fused BatchNorm+LeakyReLU operators' double backward gives the stock layers' penalty
     and parameter gradients (the same weights, loaded across the two)."""
     torch.manual_seed(10)
-    stock = randomize_bn_state(PatchDiscriminator(in_ch=6, ndf=8, n_layers=2, fused=False))
-    fused = PatchDiscriminator(in_ch=6, ndf=8, n_layers=2, fused=True)
+    stock = randomize_bn_state(PatchDiscriminator(in_ch=6, ndf=8, n_layers=2, fused=False)).to(device)
+    fused = PatchDiscriminator(in_ch=6, ndf=8, n_layers=2, fused=True).to(device)
     fused.load_state_dict(stock.state_dict())
     assert any(isinstance(m, BatchNormLeakyReLU2d) for m in fused.modules())
     assert not any(isinstance(m, BatchNormLeakyReLU2d) for m in stock.modules())
-    real, fake = torch.randn(4, 6, 32, 32), torch.randn(4, 6, 32, 32)
+    real, fake = torch.randn(4, 6, 32, 32, device=device), torch.randn(4, 6, 32, 32, device=device)
     reference = penalty_and_grads(lambda m: reference_penalty(kind, m, real, fake), copy.deepcopy(stock))
     got_stock = penalty_and_grads(lambda m: PENALTIES[kind](m, real, fake), stock)
     got_fused = penalty_and_grads(lambda m: PENALTIES[kind](m, real, fake), fused)
