@@ -1,7 +1,6 @@
 """GAN-CLS: tokenizer and caption encoder, networks, the matching-aware loss, captioned data, training, resume, CLI."""
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -22,7 +21,7 @@ from fastgan.sample import main as sample_main
 from fastgan.text import (PAD, UNKNOWN, VOCAB_SIZE, CaptionEncoder, load_caption_encoder, save_caption_encoder,
                           tokenize)
 from fastgan.train import main as train_main
-from train_helpers import final_weights, write_idx, write_images
+from train_helpers import final_weights, loss_trace, write_idx, write_images
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--model.family", "gancls", "--data.crop_size", "32", "--data.load_size", "32", "--model.ngf", "8",
@@ -33,11 +32,6 @@ TINY = ["--model.family", "gancls", "--data.crop_size", "32", "--data.load_size"
 
 def train(out_dir, *args) -> int:
     return train_main([*TINY, "--train.out_dir", str(out_dir), *args])
-
-
-def trace(out_dir, key: str) -> list[float]:
-    lines = (Path(out_dir) / "metrics.jsonl").read_text().splitlines()
-    return [r[key] for r in map(json.loads, lines) if key in r and not r.get("summary")]
 
 
 def count(model) -> int:
@@ -296,7 +290,7 @@ def test_training_steps_give_finite_changing_losses(tmp_path, gan_int, capsys):
     assert ("GAN-INT" in out) == gan_int
     keys = ["loss_D", "loss_G", "logit_real_right"] + (["loss_G_int"] if gan_int else [])
     for key in keys:
-        values = trace(tmp_path, key)
+        values = loss_trace(tmp_path, key)
         assert len(values) == 3 and all(map(math.isfinite, values)) and len(set(values)) > 1, key
 
 

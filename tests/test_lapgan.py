@@ -2,7 +2,6 @@
 coarse-to-fine sampling from level checkpoints, and configuration errors."""
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -23,7 +22,7 @@ from fastgan.pyramid import (check_levels, downsample, gaussian_blur, gaussian_p
 from fastgan.sample import main as sample_main
 from fastgan.train import main as train_main
 from fastgan.visualize import grid
-from train_helpers import final_weights, write_images
+from train_helpers import final_weights, loss_trace, write_images
 
 ROOT = Path(__file__).resolve().parents[1]
 # 16 px in 3 levels (4 -> 8 -> 16) with narrow convnets: a step takes a few milliseconds.
@@ -40,11 +39,6 @@ def count(model) -> int:
 def train(out_dir, root, level: int, *args) -> int:
     return train_main([*TINY, "--data.root", str(root), "--model.level", str(level), "--train.out_dir", str(out_dir),
                        *args])
-
-
-def trace(out_dir, key: str) -> list[float]:
-    lines = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
-    return [r[key] for r in lines if key in r and not r.get("summary")]
 
 
 # ----------------------------------------------------------------------------- pyramid
@@ -179,7 +173,7 @@ def pyramid_runs(tmp_path_factory):
 def test_each_level_trains_with_finite_changing_losses(pyramid_runs, level):
     run = pyramid_runs / f"L{level}"
     for key in ("loss_D", "loss_G"):
-        values = trace(run, key)
+        values = loss_trace(run, key)
         assert len(values) == 3 and all(map(math.isfinite, values)) and len(set(values)) == 3, (key, values)
     state = checkpoint.load(run / "ckpt_00000003.pt")
     assert set(state["models"]) == {"G", "D"} and state["model_args"]["G"]["level"] == level
@@ -195,7 +189,7 @@ def test_class_conditional_level_trains(tmp_path, capsys):
                        "--train.out_dir", str(tmp_path / "run"), "--train.max_steps", "2"]) == 0
     assert "lapgan level 1 of 3 (4->16): the 8x8 band given the upsampled 4x4 level, conditioned on 2 classes" \
         in capsys.readouterr().out
-    values = trace(tmp_path / "run", "loss_G")
+    values = loss_trace(tmp_path / "run", "loss_G")
     assert len(values) == 2 and all(map(math.isfinite, values)) and values[0] != values[1]
     assert checkpoint.load(tmp_path / "run" / "ckpt_00000002.pt")["model_args"]["G"]["num_classes"] == 2
 

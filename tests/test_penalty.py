@@ -3,7 +3,6 @@ config checks and the trainer end to end."""
 from __future__ import annotations
 
 import copy
-import json
 import math
 from contextlib import nullcontext
 from pathlib import Path
@@ -22,7 +21,7 @@ from fastgan.train import build_datasets, main
 
 from conftest import assert_close
 from reference_nets import randomize_bn_state
-from train_helpers import TINY_PIX2PIX, final_weights, tiny_dcgan, write_images
+from train_helpers import TINY_PIX2PIX, final_weights, loss_trace, metric_records, tiny_dcgan, write_images
 
 PENALTIES = {"wgan-gp": lambda critic, real, fake, **kw: wgan_gp_penalty(critic, real, fake, **kw),
              "r1": lambda critic, real, fake, **kw: r1_penalty(critic, real, **kw)}
@@ -384,14 +383,6 @@ def train(out_dir, *args) -> int:
     return main([*TINY_PIX2PIX, "--train.out_dir", str(out_dir), *args])
 
 
-def records(out_dir) -> list[dict]:
-    return [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines()]
-
-
-def trace(out_dir, key: str) -> list[float]:
-    return [r[key] for r in records(out_dir) if key in r and not r.get("summary")]
-
-
 @pytest.mark.parametrize("args, lines, absent", [
     (["--loss.penalty", "wgan-gp", "--loss.gan_mode", "wgan"],
      ["fastgan: discriminator loss + 10 x wgan-gp gradient penalty",
@@ -410,15 +401,15 @@ def test_training_with_a_penalty_logs_it(tmp_path, capsys, args, lines, absent):
     for line in lines:
         assert line in out
     assert absent not in out
-    penalty = trace(tmp_path / "run", "loss_D_penalty")
+    penalty = loss_trace(tmp_path / "run", "loss_D_penalty")
     assert len(penalty) == 3 and all(math.isfinite(v) and v > 0 for v in penalty)
     assert len(set(penalty)) > 1
-    assert records(tmp_path / "run")[-1]["summary"] and "loss_D_penalty" in records(tmp_path / "run")[-1]
+    assert metric_records(tmp_path / "run")[-1]["summary"] and "loss_D_penalty" in metric_records(tmp_path / "run")[-1]
     # the penalty trained D: the same run without it ends with other D parameters (not just other
     # batch-norm statistics, which the penalty's extra forward also moves)
     assert train(tmp_path / "plain", "--train.max_steps", "3", "--model.dropout", "false",
                  "--loss.gan_mode", "wgan") == 0
-    assert not trace(tmp_path / "plain", "loss_D_penalty")
+    assert not loss_trace(tmp_path / "plain", "loss_D_penalty")
     a, b = final_weights(tmp_path / "run"), final_weights(tmp_path / "plain")
     params = [k for k in a if k.startswith("D.") and k.endswith(("weight", "bias"))]
     assert params and not all(torch.equal(a[k], b[k]) for k in params)
@@ -428,10 +419,10 @@ def test_lazy_penalty_runs_on_every_nth_step(tmp_path, capsys):
     assert train(tmp_path, "--train.max_steps", "5", "--loss.penalty", "r1", "--loss.penalty_every", "2") == 0
     assert ("fastgan: discriminator loss + 10 x r1 gradient penalty on one step in 2 (steps 0, 2, 4, ...), "
             "weighted x 2") in capsys.readouterr().out
-    steps = [r["step"] for r in records(tmp_path) if "loss_D_penalty" in r and not r.get("summary")]
+    steps = [r["step"] for r in metric_records(tmp_path) if "loss_D_penalty" in r and not r.get("summary")]
     assert steps == [1, 3, 5], "steps 0, 2, 4 (0-based) carry the penalty"
-    assert all(math.isfinite(v) and v > 0 for v in trace(tmp_path, "loss_D_penalty"))
-    assert len(trace(tmp_path, "loss_D")) == 5
+    assert all(math.isfinite(v) and v > 0 for v in loss_trace(tmp_path, "loss_D_penalty"))
+    assert len(loss_trace(tmp_path, "loss_D")) == 5
 
 
 @pytest.mark.parametrize("args", [["--loss.penalty", "wgan-gp", "--loss.gan_mode", "wgan"],
@@ -446,7 +437,7 @@ def test_resume_with_a_penalty_is_bit_exact(tmp_path, args):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    assert trace(tmp_path / "straight", "loss_D_penalty") == trace(tmp_path / "split", "loss_D_penalty")
+    assert loss_trace(tmp_path / "straight", "loss_D_penalty") == loss_trace(tmp_path / "split", "loss_D_penalty")
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
@@ -466,7 +457,7 @@ def test_mixed_precision_trains_with_a_penalty(tmp_path, monkeypatch, precision)
         assert scales[0] == 65536.0 and all(s >= 1 and math.log2(s).is_integer() for s in scales), scales
     else:
         assert scales == [1.0] * 4
-    penalty = trace(tmp_path, "loss_D_penalty")
+    penalty = loss_trace(tmp_path, "loss_D_penalty")
     assert len(penalty) == 4
     # fp16 too: the scale reaches each score divided by the batch size, as in the scaled loss, so the
     # GradScaler's first 2^16 does not overflow the penalty's input gradient
@@ -481,5 +472,5 @@ def test_mixed_precision_trains_with_a_penalty(tmp_path, monkeypatch, precision)
 @pytest.mark.slow
 def test_compiled_training_runs_with_a_penalty(tmp_path):
     assert train(tmp_path, "--train.max_steps", "2", "--train.compile", "true", "--loss.penalty", "wgan-gp") == 0
-    penalty = trace(tmp_path, "loss_D_penalty")
+    penalty = loss_trace(tmp_path, "loss_D_penalty")
     assert len(penalty) == 2 and all(math.isfinite(v) and v > 0 for v in penalty)

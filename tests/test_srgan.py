@@ -22,7 +22,7 @@ from fastgan.models import SRGANDiscriminator, SRResNetGenerator
 from fastgan.train import main as train_main
 from fastgan.translate import main as translate_main
 from fastgan.vgg import VGG19_RELUS, VGG19Features, load_vgg19_features
-from train_helpers import final_weights, write_images
+from train_helpers import final_weights, loss_trace, metric_records, write_images
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--data.crop_size", "24", "--model.scale", "2", "--model.ngf", "8", "--model.num_blocks", "1",
@@ -32,14 +32,6 @@ TINY = ["--data.crop_size", "24", "--model.scale", "2", "--model.ngf", "8", "--m
 
 def train(out_dir, family: str, *args) -> int:
     return train_main([*TINY, "--model.family", family, "--train.out_dir", str(out_dir), *args])
-
-
-def records(out_dir) -> list[dict]:
-    return [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def trace(out_dir, key: str) -> list[float]:
-    return [r[key] for r in records(out_dir) if key in r and not r.get("summary")]
 
 
 def count(model) -> int:
@@ -204,11 +196,11 @@ def test_srresnet_pretrains_then_initializes_srgan(tmp_path, capsys):
     pre = tmp_path / "srresnet"
     assert train(pre, "srresnet", "--train.max_steps", "4") == 0
     assert "srresnet generator loss: content = pixel MSE" in capsys.readouterr().out
-    content = trace(pre, "loss_content")
+    content = loss_trace(pre, "loss_content")
     assert len(content) == 4 and all(map(math.isfinite, content)) and len(set(content)) > 1
-    assert not trace(pre, "loss_D")
+    assert not loss_trace(pre, "loss_D")
     assert checkpoint.load(pre / "ckpt_00000004.pt")["optimizers"]["D"]["state"] == {}
-    assert any("val_psnr_y" in r for r in records(pre)) and (pre / "best.pt").is_file()
+    assert any("val_psnr_y" in r for r in metric_records(pre)) and (pre / "best.pt").is_file()
 
     ckpt = pre / "ckpt_00000004.pt"
     from fastgan.families import build_family
@@ -226,7 +218,7 @@ def test_srgan_trains_adversarially_and_resumes_exactly(tmp_path):
     common = ["--loss.tv_weight", "0.01", "--train.val_batches", "0"]
     assert train(tmp_path / "straight", "srgan", "--train.max_steps", "4", *common) == 0
     for key in ("loss_D", "loss_G_adv", "loss_content", "loss_tv", "loss_G"):
-        values = trace(tmp_path / "straight", key)
+        values = loss_trace(tmp_path / "straight", key)
         assert len(values) == 4 and all(map(math.isfinite, values)) and len(set(values)) > 1, key
     assert train(tmp_path / "split", "srgan", "--train.max_steps", "2", *common) == 0
     assert train(tmp_path / "split", "srgan", "--train.max_steps", "4", "--train.resume", "auto", *common) == 0

@@ -15,21 +15,14 @@ import torch
 
 from fastgan import checkpoint
 from fastgan.train import main
-from train_helpers import TINY_PIX2PIX, final_weights, tiny_dcgan, write_aligned, write_images
+from train_helpers import (TINY_PIX2PIX, final_weights, loss_trace, metric_records, tiny_dcgan, write_aligned,
+                           write_images)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def train(out_dir, *args) -> int:
     return main([*TINY_PIX2PIX, "--train.out_dir", str(out_dir), *args])
-
-
-def metrics(out_dir) -> list[dict]:
-    return [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines()]
-
-
-def loss_trace(out_dir, key: str) -> list[float]:
-    return [r[key] for r in metrics(out_dir) if key in r and not r.get("summary")]
 
 
 def test_pix2pix_trains_and_leaves_outputs(tmp_path):
@@ -42,7 +35,7 @@ def test_pix2pix_trains_and_leaves_outputs(tmp_path):
     assert (tmp_path / "best.pt").read_bytes() == (tmp_path / "ckpt_00000006.pt").read_bytes()
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step_00000003.png", "step_00000006.png"]
     assert list((tmp_path / "tensorboard").iterdir())
-    records = metrics(tmp_path)
+    records = metric_records(tmp_path)
     assert any("val_l1" in r for r in records) and records[-1]["summary"] and records[-1]["result"] == "finished"
     state = checkpoint.load(tmp_path / "ckpt_00000006.pt")
     assert state["family"] == "pix2pix" and state["step"] == 6 and state["batch"] == 6 and state["epoch"] == 0
@@ -76,7 +69,7 @@ def test_more_classes_in_the_data_than_the_model_fails_at_start_up(tmp_path, cap
 
 def test_reconstruction_only_skips_the_discriminator(tmp_path):
     assert train(tmp_path, "--train.max_steps", "3", "--loss.lambda_adv", "0") == 0
-    records = [r for r in metrics(tmp_path) if "loss_G" in r and not r.get("summary")]
+    records = [r for r in metric_records(tmp_path) if "loss_G" in r and not r.get("summary")]
     assert records and all("loss_D" not in r for r in records)
     d_before = checkpoint.load(tmp_path / "ckpt_00000003.pt")["optimizers"]["D"]["state"]
     assert d_before == {}, "the discriminator's optimizer took a step"
@@ -97,7 +90,7 @@ def test_resume_is_bit_exact(tmp_path, split):
     for role in ("G", "D"):
         for pa, pb in zip(sa["optimizers"][role]["state"].values(), sb["optimizers"][role]["state"].values()):
             assert all(torch.equal(pa[k], pb[k]) for k in pa)
-    steps = [r["step"] for r in metrics(tmp_path / "split") if "loss_G" in r and not r.get("summary")]
+    steps = [r["step"] for r in metric_records(tmp_path / "split") if "loss_G" in r and not r.get("summary")]
     assert steps == list(range(1, 9)), "metrics.jsonl lost or repeated steps across the resume"
 
 
@@ -282,7 +275,7 @@ def test_ckpt_every_adds_checkpoints_and_keeps_validation(tmp_path, monkeypatch,
         assert aligned_run(tmp_path / "data", tmp_path / "run", "--optim.epochs", "3", "--train.max_steps", "5",
                            "--train.ckpt_every", "1", "--train.keep_last", "10") == 0
     assert written == [checkpoint.checkpoint_name(step) for step in range(1, 6)]
-    assert [r["step"] for r in metrics(tmp_path / "run") if "val_l1" in r] == [2, 4, 5]
+    assert [r["step"] for r in metric_records(tmp_path / "run") if "val_l1" in r] == [2, 4, 5]
     assert (tmp_path / "run" / "best.pt").is_file()
     out = capsys.readouterr().out
     for epoch in (0, 1):
@@ -353,7 +346,8 @@ def test_an_empty_validation_split_means_no_validation(tmp_path, capsys):
     assert aligned_run(tmp_path / "data", tmp_path / "run", "--train.max_steps", "2") == 0
     assert f"no validation (and no best.pt): {tmp_path / 'data' / 'val'} is missing or holds no images" \
         in capsys.readouterr().out
-    assert not any("val_l1" in r for r in metrics(tmp_path / "run")) and not (tmp_path / "run" / "best.pt").exists()
+    assert not any("val_l1" in r for r in metric_records(tmp_path / "run"))
+    assert not (tmp_path / "run" / "best.pt").exists()
 
 
 @pytest.mark.parametrize("layout, message", [

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import gzip
+import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -55,3 +57,13 @@ def final_weights(out_dir) -> dict[str, torch.Tensor]:
     from fastgan import checkpoint
     state, _ = checkpoint.load_latest(out_dir)
     return {f"{role}.{k}": v for role, sd in state["models"].items() for k, v in sd.items()}
+
+
+def metric_records(out_dir) -> list[dict]:
+    """The records of a run's metrics.jsonl, the final summary included."""
+    return [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def loss_trace(out_dir, key: str) -> list[float]:
+    """key's value at each logged step that has it (the final summary left out)."""
+    return [r[key] for r in metric_records(out_dir) if key in r and not r.get("summary")]
