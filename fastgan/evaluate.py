@@ -19,7 +19,7 @@ fashion_mnist (which the dcgan, conditional, lapgan and gancls families take).
 
     python -m fastgan.evaluate --checkpoint runs/default/best.pt --data default
     python -m fastgan.evaluate --checkpoint C --data data/facades/test --direction BtoA --json scores.json
-    python -m fastgan.evaluate --checkpoint runs/srgan/ckpt_00001000.pt --data default --split test
+    python -m fastgan.evaluate --checkpoint runs/srgan_cpu/ckpt_00000064.pt --data default --split test
     python -m fastgan.evaluate --checkpoint L0.pt --checkpoint L1.pt --checkpoint L2.pt --data default --split train
     python -m fastgan.evaluate --checkpoint runs/gancls_cpu/ckpt_00000160.pt --data default
     python -m fastgan.evaluate --checkpoint C --data fashion_mnist --fashion-mnist-root ~/fmnist --inception I.pt

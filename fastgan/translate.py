@@ -1,7 +1,7 @@
 """Image-to-image inference with a trained pix2pix generator, or upscaling with an srresnet/srgan one.
 
     python -m fastgan.translate --checkpoint runs/default/best.pt --input photos/ --output out/
-    python -m fastgan.translate --checkpoint runs/srgan/ckpt_00001000.pt --input small/ --output big/
+    python -m fastgan.translate --checkpoint runs/srgan_cpu/ckpt_00000064.pt --input small/ --output big/
 
 Super-resolution takes each image at its own size and writes it `scale` times larger.
 
