@@ -65,6 +65,9 @@ class ModelConfig:
     fused: bool = _opt(True, "fused BatchNorm+activation operators (false = stock nn layers, same weights)")
     norm: str = _opt("batch", "normalization layers of both networks (lapgan level 0's MLPs have none)",
                      ("batch", "instance", "none"))
+    d_norm: str = _opt("same", "the discriminator's normalization when it differs from model.norm (e.g. none or "
+                               "instance for a WGAN-GP critic, which should not mix the samples of a batch)",
+                       ("same", "batch", "instance", "none"))
     ngf: int = _opt(32, "generator base width")
     ndf: int = _opt(32, "discriminator base width")
     num_downs: int = _opt(6, "pix2pix U-Net depth: 8 for 256^2, 7 for 128^2; the input must be divisible by 2^num_downs")
@@ -164,6 +167,10 @@ class TrainConfig:
     sample_every: int = _opt(100, "steps between sample grids (input | output | target)")
     val_batches: int = _opt(8, "validation batches per evaluation (0 = no validation)")
     progress: bool = _opt(True, "tqdm progress bar on rank 0")
+
+
+def discriminator_norm(m: ModelConfig) -> str:
+    return m.norm if m.d_norm == "same" else m.d_norm
 
 
 @dataclass

@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     G_raw, D_raw = family.models["G"], family.models["D"]
     if cfg.loss.penalty != "none" and t.sync_bn and world_size > 1 and batch_normalized(D_raw):
         return usage_error(f"loss.penalty {cfg.loss.penalty} differentiates the discriminator twice, which "
-                           f"synchronized BatchNorm does not support: drop --train.sync_bn or use model.norm "
+                           f"synchronized BatchNorm does not support: drop --train.sync_bn or use model.d_norm "
                            f"instance or none")
     G, D = G_raw, D_raw
     if world_size > 1:
@@ -503,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"penalty{when}", flush=True)
         if cfg.loss.penalty == "wgan-gp" and batch_normalized(D_raw):
             print("fastgan: the critic has batch norm, which mixes the samples whose gradients WGAN-GP penalizes one "
-                  "by one (Gulrajani et al. use none); model.norm instance or none avoids it", flush=True)
+                  "by one (Gulrajani et al. use none); model.d_norm instance or none avoids it", flush=True)
         if t.progress:
             from tqdm import tqdm
             progress = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stdout)

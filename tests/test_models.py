@@ -407,3 +407,22 @@ def test_model_norm_reaches_both_networks(family, norm, layer):
         assert batch_normalized(model) == (norm == "batch"), role
         if layer is not None and not (family == "srgan" and role == "G" and norm == "batch"):
             assert any(isinstance(m, layer) for m in model.modules()), (role, norm)
+
+
+@pytest.mark.parametrize("family", ["pix2pix", "dcgan", "conditional", "srgan", "gancls", "lapgan"])
+def test_d_norm_sets_the_discriminator_alone(family):
+    """--model.d_norm none: a critic without batch norm beside a batch-normalized generator."""
+    from fastgan.config import parse_config
+    from fastgan.families import build_family
+    from fastgan.models import batch_normalized
+    args = ["--model.family", family, "--model.d_norm", "none", "--model.ngf", "8", "--model.ndf", "8"]
+    if family in ("dcgan", "conditional", "gancls"):
+        dataset = "classes" if family == "conditional" else "folder"
+        args += ["--data.dataset", dataset, "--data.root", "unused", "--data.crop_size", "32"]
+    if family == "lapgan":
+        args += ["--model.level", "1", "--data.crop_size", "32", "--model.levels", "2"]
+    family_ = build_family(parse_config(args))
+    assert batch_normalized(family_.models["G"]) and not batch_normalized(family_.models["D"])
+    assert family_.model_args["D"]["norm"] == "none" and family_.model_args["G"]["norm"] == "batch"
+    same = build_family(parse_config([a for a in args if a not in ("--model.d_norm", "none")]))
+    assert batch_normalized(same.models["D"]), "d_norm same = model.norm"

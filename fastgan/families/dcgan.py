@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..config import Config
+from ..config import Config, discriminator_norm
 from .base import Family
 
 
@@ -14,7 +14,7 @@ class DCGANFamily(Family):
     def build_args(cfg: Config) -> dict[str, dict]:
         m, size = cfg.model, cfg.data.crop_size
         return {"G": dict(nz=m.nz, ngf=m.ngf, out_ch=m.channels, image_size=size, norm=m.norm, fused=m.fused),
-                "D": dict(in_ch=m.channels, ndf=m.ndf, image_size=size, norm=m.norm, fused=m.fused)}
+                "D": dict(in_ch=m.channels, ndf=m.ndf, image_size=size, norm=discriminator_norm(m), fused=m.fused)}
 
     def images_seen(self, batch):
         return batch["image"].shape[0]

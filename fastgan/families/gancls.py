@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ..config import Config, ModelConfig
+from ..config import Config, ModelConfig, discriminator_norm
 from ..text import encoder_args, load_caption_encoder, tokenize
 from .base import Family
 
@@ -76,10 +76,9 @@ class GANCLSFamily(Family):
         m, size = cfg.model, cfg.data.crop_size
         encoder = (load_caption_encoder(m.text_encoder)[0] if m.text_encoder
                    else encoder_args(text_dim=m.text_dim))
-        text = dict(embed_dim=m.text_embed_dim, encoder=encoder, train_encoder=not m.text_encoder, norm=m.norm,
-                    fused=m.fused)
-        return {"G": dict(nz=m.nz, ngf=m.ngf, out_ch=m.channels, image_size=size, **text),
-                "D": dict(in_ch=m.channels, ndf=m.ndf, image_size=size, **text)}
+        text = dict(embed_dim=m.text_embed_dim, encoder=encoder, train_encoder=not m.text_encoder, fused=m.fused)
+        return {"G": dict(nz=m.nz, ngf=m.ngf, out_ch=m.channels, image_size=size, norm=m.norm, **text),
+                "D": dict(in_ch=m.channels, ndf=m.ndf, image_size=size, norm=discriminator_norm(m), **text)}
 
     def images_seen(self, batch):
         return batch["image"].shape[0]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from .. import checkpoint as ckpt_io
-from ..config import Config
+from ..config import Config, discriminator_norm
 from ..models.lapgan import BASE_D_HIDDEN, BASE_G_HIDDEN, LaplacianPyramidGenerator, level_generator
 from .base import Family
 
@@ -48,8 +48,8 @@ class LAPGANFamily(Family):
                       num_classes=m.num_classes if m.class_conditional else 0)
         if m.level == 0:
             return {"G": dict(common, nz=m.nz, hidden=BASE_G_HIDDEN), "D": dict(common, hidden=BASE_D_HIDDEN)}
-        convs = dict(common, norm=m.norm, fused=m.fused)
-        return {"G": dict(convs, ngf=m.ngf), "D": dict(convs, ndf=m.ndf)}
+        convs = dict(common, fused=m.fused)
+        return {"G": dict(convs, ngf=m.ngf, norm=m.norm), "D": dict(convs, ndf=m.ndf, norm=discriminator_norm(m))}
 
     def images_seen(self, batch):
         return batch["image"].shape[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..config import Config
+from ..config import Config, discriminator_norm
 from ..models import PATCH_SIZES
 from .base import Family
 
@@ -23,7 +23,8 @@ class Pix2PixFamily(Family):
         m = cfg.model
         return {"G": dict(in_ch=3, out_ch=3, num_downs=m.num_downs, ngf=m.ngf, norm=m.norm, dropout=m.dropout,
                           fused=m.fused),
-                "D": dict(n_layers=PATCH_SIZES[m.patch_size], in_ch=6, ndf=m.ndf, norm=m.norm, fused=m.fused)}
+                "D": dict(n_layers=PATCH_SIZES[m.patch_size], in_ch=6, ndf=m.ndf, norm=discriminator_norm(m),
+                          fused=m.fused)}
 
     def images_seen(self, batch):
         return batch["A"].shape[0]

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import checkpoint as ckpt_io
-from ..config import Config
+from ..config import Config, discriminator_norm
 from ..metrics import bicubic_upscale, evaluate_superres
 from ..models import discriminator_pool_size
 from ..vgg import load_vgg19_features
@@ -78,8 +78,8 @@ class SRResNetFamily(Family):
     def build_args(cfg: Config) -> dict[str, dict]:
         m = cfg.model
         return {"G": dict(in_ch=3, out_ch=3, ngf=m.ngf, num_blocks=m.num_blocks, scale=m.scale, norm=m.norm),
-                "D": dict(in_ch=3, ndf=m.ndf, pool_size=discriminator_pool_size(cfg.data.crop_size), norm=m.norm,
-                          fused=m.fused)}
+                "D": dict(in_ch=3, ndf=m.ndf, pool_size=discriminator_pool_size(cfg.data.crop_size),
+                          norm=discriminator_norm(m), fused=m.fused)}
 
     def images_seen(self, batch):
         return batch["hr"].shape[0]
