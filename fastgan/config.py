@@ -73,7 +73,7 @@ class ModelConfig:
     num_downs: int = _opt(6, "pix2pix U-Net depth: 8 for 256^2, 7 for 128^2; the input must be divisible by 2^num_downs")
     dropout: bool = _opt(True, "pix2pix: dropout in the inner decoder blocks (the paper's noise source)")
     patch_size: int = _opt(70, "pix2pix: discriminator receptive field (1 = PixelGAN, 286 = ImageGAN)", PATCH_SIZES)
-    nz: int = _opt(100, "dcgan/conditional/gancls/lapgan: latent size")
+    nz: int = _opt(100, "dcgan/conditional/gancls/lapgan level 0: latent size")
     num_classes: int = _opt(10, "conditional, and lapgan with model.class_conditional: number of classes")
     channels: int = _opt(3, "dcgan/conditional/gancls/lapgan: image channels (1 for Fashion-MNIST)")
     scale: int = _opt(4, "srresnet/srgan: upscaling factor (one x2 PixelShuffle stage per factor 2)", SCALES)
@@ -334,6 +334,12 @@ def validate(cfg: Config, world_size: int = 1) -> None:
                           f"loss.gan_mode={loss.gan_mode} has fixed margins: leave target_real at 1")
     if loss.penalty != "none":
         _validate_penalty(cfg)
+    elif loss.penalty_every != 1:
+        raise ConfigError(f"loss.penalty_every ({loss.penalty_every}) spaces out a gradient penalty, but loss.penalty "
+                          f"is none")
+    if m.d_norm != "same" and (m.family == "srresnet" or (m.family == "lapgan" and m.level == 0)):
+        which = "srresnet trains no discriminator" if m.family == "srresnet" else "lapgan level 0's MLPs have no norm"
+        raise ConfigError(f"model.d_norm={m.d_norm} would be ignored: {which}")
     if m.init_generator and m.family not in SUPERRES_FAMILIES:
         raise ConfigError(f"model.init_generator starts srresnet/srgan generators only; model.family={m.family} "
                           f"would ignore it")

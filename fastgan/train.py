@@ -35,7 +35,7 @@ from .data.epochs import EpochTaggedDataset, EpochTaggedSampler
 from .data.files import is_image_file
 from .data.sampler import ShardedSampler
 from .families import Family, build_family
-from .models import batch_normalized
+from .models import batch_normalized, with_defaults
 from .nn import convert_sync_batchnorm
 from .visualize import grid, save_png
 
@@ -268,6 +268,14 @@ def newest_good_checkpoint(folder: Path, resumed_from: Path | None) -> Path | No
 DATA_POSITION_KEYS = ("data.dataset", "data.root", "train.batch_size", "train.seed")
 
 
+def same_networks(state: dict, family: Family) -> bool:
+    """Whether a checkpoint holds this family's networks with these constructor arguments."""
+    saved = state["model_args"]
+    return (state["family"] == family.name and saved.keys() == family.model_args.keys()
+            and all(with_defaults(family.name, role, saved[role]) == with_defaults(family.name, role, args)
+                    for role, args in family.model_args.items()))
+
+
 def data_position_changes(changes: dict[str, tuple], saved_samples: int, train_samples: int) -> list[str]:
     """'key: checkpoint X, now Y' for each change (config_changes against the checkpoint's config, and
     the training set's size) that would make a resume replay or skip samples."""
@@ -296,9 +304,8 @@ def train_step(family: Family, nets: dict, optimizers: dict, scalers: dict, auto
         if family.cfg.loss.penalty != "none" and step % family.cfg.loss.penalty_every == 0:
             # On the bare module: torch.compile has no double backward, and DDP still averages
             # the gradients, as their one accumulation per parameter fires its hooks once.
-            scaler = scalers["D"]
             penalty, logs_p = family.penalty(nets["D_eager"], batch, fake.detach(), autocast,
-                                             scaler.get_scale() if scaler.is_enabled() else 1.0)
+                                             scalers["D"].get_scale())  # 1.0 unless fp16
             loss_d = loss_d + penalty
             logs.update(logs_p)
         optimizer_step(loss_d, "discriminator", optimizers["D"], scalers["D"])
@@ -428,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"fastgan: no checkpoint in {out} yet; starting a fresh run", flush=True)
         else:
             state, path = found
-            if state["family"] != family.name or state["model_args"] != family.model_args:
+            if not same_networks(state, family):
                 return usage_error(f"--train.resume: {path} holds {state['family']} networks {state['model_args']}, "
                                    f"which differ from this config's {family.name} {family.model_args}")
             resumed_from, started_with = path, state.get("config", started_with)
@@ -498,7 +505,8 @@ def main(argv: list[str] | None = None) -> int:
                   "no Lipschitz constraint (no weight clipping is applied either)", flush=True)
         if cfg.loss.penalty != "none":
             every = cfg.loss.penalty_every
-            when = f" on one step in {every} (steps 0, {every}, {2 * every}, ...), weighted x {every}" if every > 1 else ""
+            when = (f" on one step in {every} (steps 0, {every}, {2 * every}, ...), weighted x {every}"
+                    if every > 1 else "")
             print(f"fastgan: discriminator loss + {cfg.loss.penalty_weight:g} x {cfg.loss.penalty} gradient "
                   f"penalty{when}", flush=True)
         if cfg.loss.penalty == "wgan-gp" and batch_normalized(D_raw):
@@ -604,6 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     images = skipped = 0
     window_start, window_images = time.perf_counter(), 0
     last_logs: dict = {}
+    latest: dict[str, torch.Tensor] = {}  # each logged value as of the newest step that computed it (lazy penalty)
     exit_code, end_reason, stopping = 0, "finished", False
     try:
         while step < total_steps and not stopping:
@@ -622,13 +631,14 @@ def main(argv: list[str] | None = None) -> int:
                 if have_data:
                     batch = to_device(batch, device, channels_last)
                     logs = train_step(family, nets, optimizers, scalers, autocast, batch, ema, step)
+                    latest.update({k: v.detach() for k, v in logs.items()})
                     step += 1
                     n = family.images_seen(batch) * world_size
                     images += n
                     window_images += n
                     if is_main and (step % t.log_every == 0 or step == total_steps):
                         elapsed = time.perf_counter() - window_start
-                        last_logs = {k: float(v.detach()) for k, v in logs.items()}
+                        last_logs = {k: float(v) for k, v in latest.items()}
                         record = {"step": step, "epoch": epoch, **last_logs, "lr": cfg.optim.lr * factor,
                                   "img_per_s": window_images / max(elapsed, 1e-9)}
                         if device.type == "cuda":

@@ -84,7 +84,8 @@ def output_paths(files: list[Path], out: Path) -> list[Path]:
         pairs = clashes[0]
         written = listing(sorted({str(target) for _, target in pairs}))
         more = f" ({len(clashes) - 1} more name(s) clash)" if len(clashes) > 1 else ""
-        raise SystemExit(f"--input {listing([str(p) for p, _ in pairs])} would be written to one file, {written}{more}; "
+        inputs = listing([str(p) for p, _ in pairs])
+        raise SystemExit(f"--input {inputs} would be written to one file, {written}{more}; "
                          f"outputs are named <input name>.png (names differing only in case are one file on macOS "
                          f"and Windows), so rename or move all but one of them")
     inputs = {file_id(path): path for path in files}

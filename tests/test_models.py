@@ -392,7 +392,8 @@ def test_label_values_are_checked_only_where_reading_them_is_free():
 
 
 @pytest.mark.parametrize("family", ["pix2pix", "dcgan", "conditional", "srgan", "gancls"])
-@pytest.mark.parametrize("norm, layer", [("none", None), ("instance", nn.InstanceNorm2d), ("batch", BatchNormLeakyReLU2d)])
+@pytest.mark.parametrize("norm, layer", [("none", None), ("instance", nn.InstanceNorm2d),
+                                         ("batch", BatchNormLeakyReLU2d)])
 def test_model_norm_reaches_both_networks(family, norm, layer):
     """--model.norm builds every family's networks with that norm: no family drops it silently."""
     from fastgan.config import parse_config

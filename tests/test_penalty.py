@@ -364,6 +364,11 @@ def config_error(argv, capsys) -> str:
      "trained"),
     (["--loss.penalty", "wgan"], "loss.penalty='wgan' is not one of none, wgan-gp, r1"),
     (["--loss.penalty", "r1", "--loss.penalty_every", "0"], "loss.penalty_every must be > 0, got 0"),
+    (["--loss.penalty_every", "16"], "loss.penalty_every (16) spaces out a gradient penalty, but loss.penalty is none"),
+    (["--model.d_norm", "none", "--model.family", "srresnet", "--data.crop_size", "24", "--model.scale", "2"],
+     "model.d_norm=none would be ignored: srresnet trains no discriminator"),
+    (["--model.d_norm", "instance", "--model.family", "lapgan", "--data.crop_size", "32"],
+     "model.d_norm=instance would be ignored: lapgan level 0's MLPs have no norm"),
 ])
 def test_penalty_config_errors(tmp_path, capsys, argv, message):
     line = config_error([*argv, "--train.out_dir", str(tmp_path / "run")], capsys)
@@ -415,14 +420,29 @@ def test_training_with_a_penalty_logs_it(tmp_path, capsys, args, lines, absent):
     assert params and not all(torch.equal(a[k], b[k]) for k in params)
 
 
-def test_lazy_penalty_runs_on_every_nth_step(tmp_path, capsys):
+def test_lazy_penalty_runs_on_every_nth_step(tmp_path, capsys, monkeypatch):
+    calls = []
+    original = Family.penalty
+    monkeypatch.setattr(Family, "penalty", lambda self, *args: calls.append(1) or original(self, *args))
     assert train(tmp_path, "--train.max_steps", "5", "--loss.penalty", "r1", "--loss.penalty_every", "2") == 0
     assert ("fastgan: discriminator loss + 10 x r1 gradient penalty on one step in 2 (steps 0, 2, 4, ...), "
             "weighted x 2") in capsys.readouterr().out
-    steps = [r["step"] for r in metric_records(tmp_path) if "loss_D_penalty" in r and not r.get("summary")]
-    assert steps == [1, 3, 5], "steps 0, 2, 4 (0-based) carry the penalty"
-    assert all(math.isfinite(v) and v > 0 for v in loss_trace(tmp_path, "loss_D_penalty"))
-    assert len(loss_trace(tmp_path, "loss_D")) == 5
+    assert len(calls) == 3, "steps 0, 2, 4 (0-based) compute the penalty"
+    penalty = loss_trace(tmp_path, "loss_D_penalty")
+    assert len(penalty) == 5 and all(math.isfinite(v) and v > 0 for v in penalty)
+    # a step without it logs the value of the newest step that computed it
+    assert penalty[1] == penalty[0] and penalty[3] == penalty[2] and penalty[2] != penalty[0]
+    assert len(set(loss_trace(tmp_path, "loss_D"))) == 5
+
+
+def test_lazy_penalty_reaches_logs_of_steps_that_skip_it(tmp_path):
+    """With log_every 4 and penalty_every 2 no logged step computes the penalty (the 4th, 8th steps are
+    0-based 3, 7); the records still show the latest value, the summary too."""
+    assert train(tmp_path, "--train.max_steps", "8", "--train.log_every", "4", "--loss.penalty", "r1",
+                 "--loss.penalty_every", "2") == 0
+    records = [r for r in metric_records(tmp_path) if "loss_D" in r]
+    assert [r["step"] for r in records] == [4, 8, 8]
+    assert all(math.isfinite(r["loss_D_penalty"]) and r["loss_D_penalty"] > 0 for r in records)
 
 
 @pytest.mark.parametrize("args", [["--loss.penalty", "wgan-gp", "--loss.gan_mode", "wgan"],
@@ -437,7 +457,14 @@ def test_resume_with_a_penalty_is_bit_exact(tmp_path, args):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    assert loss_trace(tmp_path / "straight", "loss_D_penalty") == loss_trace(tmp_path / "split", "loss_D_penalty")
+    def by_step(run):
+        return {r["step"]: r["loss_D_penalty"] for r in metric_records(tmp_path / run)
+                if "loss_D_penalty" in r and not r.get("summary")}
+    straight, split = by_step("straight"), by_step("split")
+    # a resumed run knows a lazy penalty's value from its first step that computes one
+    lost = {4} if "--loss.penalty_every" in args else set()
+    assert set(straight) == set(range(1, 7)) and set(split) == set(straight) - lost
+    assert all(split[step] == straight[step] for step in split)
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

@@ -442,3 +442,20 @@ def test_ema_is_kept_resumed_and_used(tmp_path):
 def test_compiled_training_runs(tmp_path):
     assert train(tmp_path, "--train.max_steps", "2", "--train.compile", "true") == 0
     assert len(loss_trace(tmp_path, "loss_G")) == 2
+
+
+def test_resume_accepts_a_checkpoint_that_predates_a_constructor_argument(tmp_path):
+    """A checkpoint whose model_args leave out an argument added later (dcgan's norm) holds the same
+    networks as one that spells out its default: the resume goes on, a different value is refused."""
+    data, out = tmp_path / "data", tmp_path / "run"
+    write_images(data, 16)
+    args = [*tiny_dcgan(data), "--train.out_dir", str(out)]
+    assert main([*args, "--train.max_steps", "2"]) == 0
+    path = out / "ckpt_00000002.pt"
+    state = checkpoint.load(path)
+    for role in ("G", "D"):
+        assert state["model_args"][role].pop("norm") == "batch"
+    torch.save(state, path)
+    assert main([*args, "--train.max_steps", "4", "--train.resume", "auto"]) == 0
+    assert checkpoint.load(out / "ckpt_00000004.pt")["step"] == 4
+    assert main([*args, "--train.max_steps", "6", "--train.resume", str(path), "--model.d_norm", "none"]) == 2

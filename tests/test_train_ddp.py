@@ -36,11 +36,13 @@ def torchrun(out_dir, *args, nproc: int = 2, common=tuple(COMMON)) -> subprocess
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one(tmp_path):
-    proc = torchrun(tmp_path / "ddp")
+@pytest.mark.parametrize("fused", ["true", "false"])
+def test_two_gloo_processes_match_one(tmp_path, fused):
+    """With sync_bn, fused layers and plain BatchNorm2d (fused false) alike see the global batch."""
+    proc = torchrun(tmp_path / "ddp", "--model.fused", fused)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("fastgan: finished") == 1, "only rank 0 may report"
-    assert main([*COMMON, "--train.out_dir", str(tmp_path / "single")]) == 0
+    assert main([*COMMON, "--model.fused", fused, "--train.out_dir", str(tmp_path / "single")]) == 0
     ddp, single = final_weights(tmp_path / "ddp"), final_weights(tmp_path / "single")
     assert ddp.keys() == single.keys()
     for key in ddp:

@@ -78,8 +78,8 @@ class Family:
             value = wgan_gp_penalty(critic, real, fake[:real.shape[0]], grad_scale)
         else:
             value = r1_penalty(critic, real, grad_scale)
-        loss = self.cfg.loss
-        return loss.penalty_weight * loss.penalty_every * value, {"loss_D_penalty": value}
+        options = self.cfg.loss
+        return options.penalty_weight * options.penalty_every * value, {"loss_D_penalty": value}
 
     @torch.no_grad()
     def sample_rows(self, G: nn.Module, batch: dict) -> list[torch.Tensor]:

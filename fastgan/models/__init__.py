@@ -6,6 +6,8 @@ state_dict loads into. Stock (fused=False) and fused models share state_dict key
 """
 from __future__ import annotations
 
+import inspect
+
 from torch import nn
 
 from .conditional import ConditionalDiscriminator, ConditionalGenerator, class_grid_labels
@@ -37,8 +39,17 @@ def build_model(family: str, role: str, **kwargs) -> nn.Module:
     return roles[role](**kwargs)
 
 
-__all__ = ["MODELS", "build_model", "UNetGenerator", "PatchDiscriminator", "DCGANGenerator", "DCGANDiscriminator",
-           "ConditionalGenerator", "ConditionalDiscriminator", "class_grid_labels", "init_weights_", "batch_normalized", "NORMS",
-           "PATCH_SIZES", "IMAGE_SIZES", "SRResNetGenerator", "SRGANDiscriminator", "SCALES", "discriminator_pool_size",
-           "TextConditionedGenerator", "MatchingAwareDiscriminator", "LaplacianPyramidGenerator", "level_generator",
-           "level_discriminator"]
+def with_defaults(family: str, role: str, kwargs: dict) -> dict:
+    """kwargs plus the constructor defaults they leave out: a checkpoint written before an
+    argument existed describes the same network as one that spells its default out."""
+    params = inspect.signature(MODELS[family][role]).parameters.values()
+    defaults = {p.name: p.default for p in params
+                if p.default is not inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_KEYWORD}
+    return {**defaults, **kwargs}
+
+
+__all__ = ["MODELS", "build_model", "with_defaults", "UNetGenerator", "PatchDiscriminator", "DCGANGenerator",
+           "DCGANDiscriminator", "ConditionalGenerator", "ConditionalDiscriminator", "class_grid_labels",
+           "init_weights_", "batch_normalized", "NORMS", "PATCH_SIZES", "IMAGE_SIZES", "SRResNetGenerator",
+           "SRGANDiscriminator", "SCALES", "discriminator_pool_size", "TextConditionedGenerator",
+           "MatchingAwareDiscriminator", "LaplacianPyramidGenerator", "level_generator", "level_discriminator"]
