@@ -132,6 +132,8 @@ class OptimConfig:
     lr: float = _opt(2e-4, "Adam learning rate of both networks")
     beta1: float = _opt(0.5, "Adam beta1")
     beta2: float = _opt(0.999, "Adam beta2")
+    n_critic: int = _opt(1, "discriminator updates per generator update, each on its own batch (WGAN and WGAN-GP: "
+                            "5); train.max_steps and the step numbers count batches, i.e. discriminator updates")
     schedule: str = _opt("linear", "linear: constant for epochs, then linear decay to 0 over epochs_decay (pix2pix); "
                                    "step: divide by step_gamma every step_epochs (the talk); constant",
                          ("linear", "step", "constant"))
@@ -296,7 +298,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
                 "train.batch_size": t.batch_size, "train.log_every": t.log_every,
                 "train.sample_every": t.sample_every, "train.keep_last": t.keep_last,
                 "optim.step_epochs": o.step_epochs, "model.num_blocks": m.num_blocks,
-                "loss.penalty_every": loss.penalty_every}
+                "loss.penalty_every": loss.penalty_every, "optim.n_critic": o.n_critic}
     for key, value in positive.items():
         if not value > 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
@@ -337,6 +339,9 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     elif loss.penalty_every != 1:
         raise ConfigError(f"loss.penalty_every ({loss.penalty_every}) spaces out a gradient penalty, but loss.penalty "
                           f"is none")
+    if o.n_critic > 1 and discriminator_untrained(cfg):
+        raise ConfigError(f"optim.n_critic ({o.n_critic}) spaces out the generator's updates between discriminator "
+                          f"updates, but {discriminator_untrained(cfg)}")
     if m.d_norm != "same" and (m.family == "srresnet" or (m.family == "lapgan" and m.level == 0)):
         which = "srresnet trains no discriminator" if m.family == "srresnet" else "lapgan level 0's MLPs have no norm"
         raise ConfigError(f"model.d_norm={m.d_norm} would be ignored: {which}")
@@ -381,12 +386,21 @@ def _validate_penalty(cfg: Config) -> None:
     if not loss.penalty_weight > 0:
         raise ConfigError(f"loss.penalty_weight must be > 0 with loss.penalty {loss.penalty}, got "
                           f"{loss.penalty_weight} (loss.penalty none switches it off)")
-    untrained = {"srresnet": "model.family=srresnet trains no discriminator",
-                 "srgan": "loss.sr_lambda_adv is 0, so the discriminator is not trained",
-                 "pix2pix": "loss.lambda_adv is 0, so the discriminator is not trained"}
-    if m.family == "srresnet" or (m.family == "srgan" and loss.sr_lambda_adv == 0) or (
-            m.family == "pix2pix" and loss.lambda_adv == 0):
-        raise ConfigError(f"loss.penalty {loss.penalty} regularizes the discriminator, but {untrained[m.family]}")
+    untrained = discriminator_untrained(cfg)
+    if untrained:
+        raise ConfigError(f"loss.penalty {loss.penalty} regularizes the discriminator, but {untrained}")
+
+
+def discriminator_untrained(cfg: Config) -> str:
+    """Why the run trains no discriminator ('' when it does)."""
+    m, loss = cfg.model, cfg.loss
+    if m.family == "srresnet":
+        return "model.family=srresnet trains no discriminator"
+    if m.family == "srgan" and loss.sr_lambda_adv == 0:
+        return "loss.sr_lambda_adv is 0, so the discriminator is not trained"
+    if m.family == "pix2pix" and loss.lambda_adv == 0:
+        return "loss.lambda_adv is 0, so the discriminator is not trained"
+    return ""
 
 
 def patch_min_crop(patch_size: int) -> int:

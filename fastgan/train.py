@@ -291,9 +291,11 @@ def data_position_changes(changes: dict[str, tuple], saved_samples: int, train_s
 
 def train_step(family: Family, nets: dict, optimizers: dict, scalers: dict, autocast, batch: dict,
                ema, step: int) -> dict[str, torch.Tensor]:
-    """Optimizer step `step` (0-based) of D (when adversarial) and of G; returns the logged losses."""
+    """Step `step` (0-based): one update of D (when adversarial), and of G on every optim.n_critic-th
+    step; returns the logged losses."""
     G, D, D_plain = nets["G"], nets["D"], nets["D_plain"]
-    with autocast():
+    update_g = (step + 1) % family.cfg.optim.n_critic == 0
+    with autocast(), torch.set_grad_enabled(update_g):  # fakes for D alone need no graph through G
         fake = family.generate(G, batch)
     logs = {}
     if family.adversarial:
@@ -310,6 +312,8 @@ def train_step(family: Family, nets: dict, optimizers: dict, scalers: dict, auto
             logs.update(logs_p)
         optimizer_step(loss_d, "discriminator", optimizers["D"], scalers["D"])
         D_plain.requires_grad_(False)  # the G step needs gradients through D, not for D
+    if not update_g:
+        return logs
     with autocast():
         loss_g, logs_g = family.g_loss(D_plain, batch, fake)
     logs.update(logs_g)
@@ -509,6 +513,9 @@ def main(argv: list[str] | None = None) -> int:
                     if every > 1 else "")
             print(f"fastgan: discriminator loss + {cfg.loss.penalty_weight:g} x {cfg.loss.penalty} gradient "
                   f"penalty{when}", flush=True)
+        if cfg.optim.n_critic > 1:
+            print(f"fastgan: {cfg.optim.n_critic} discriminator updates per generator update, each on its own "
+                  f"batch (steps count batches)", flush=True)
         if cfg.loss.penalty == "wgan-gp" and batch_normalized(D_raw):
             print("fastgan: the critic has batch norm, which mixes the samples whose gradients WGAN-GP penalizes one "
                   "by one (Gulrajani et al. use none); model.d_norm instance or none avoids it", flush=True)

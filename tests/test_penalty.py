@@ -501,3 +501,40 @@ def test_compiled_training_runs_with_a_penalty(tmp_path):
     assert train(tmp_path, "--train.max_steps", "2", "--train.compile", "true", "--loss.penalty", "wgan-gp") == 0
     penalty = loss_trace(tmp_path, "loss_D_penalty")
     assert len(penalty) == 2 and all(math.isfinite(v) and v > 0 for v in penalty)
+
+
+# ----------------------------------------------------------------------------- n_critic
+
+def adam_steps(state: dict, role: str) -> int:
+    return int(next(iter(state["optimizers"][role]["state"].values()))["step"])
+
+
+def test_n_critic_updates_the_generator_on_every_nth_batch(tmp_path, capsys):
+    """optim.n_critic 3 over 7 batches: 7 discriminator updates, generator updates after the 3rd and 6th."""
+    assert train(tmp_path, "--train.max_steps", "7", "--optim.n_critic", "3", "--loss.penalty", "wgan-gp",
+                 "--loss.gan_mode", "wgan", "--optim.ema", "0.9") == 0
+    assert ("fastgan: 3 discriminator updates per generator update, each on its own batch (steps count batches)"
+            in capsys.readouterr().out)
+    state = checkpoint.load(tmp_path / "ckpt_00000007.pt")
+    assert (adam_steps(state, "D"), adam_steps(state, "G")) == (7, 2)
+    assert int(state["ema"]["n_averaged"]) == 2, "the EMA follows the generator's updates"
+    records = {r["step"]: r for r in metric_records(tmp_path) if "loss_D" in r and not r.get("summary")}
+    assert sorted(records) == list(range(1, 8)) and len(set(r["loss_D"] for r in records.values())) == 7
+    assert "loss_G" not in records[1] and "loss_G" not in records[2]
+    assert records[3]["loss_G"] == records[4]["loss_G"] == records[5]["loss_G"] != records[6]["loss_G"]
+
+
+def test_resume_with_n_critic_is_bit_exact(tmp_path):
+    args = ["--optim.n_critic", "3", "--train.max_steps"]
+    assert train(tmp_path / "straight", *args, "7") == 0
+    assert train(tmp_path / "split", *args, "4") == 0
+    assert train(tmp_path / "split", *args, "7", "--train.resume", "auto") == 0
+    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "split")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_n_critic_needs_a_trained_discriminator(tmp_path, capsys):
+    line = config_error(["--optim.n_critic", "5", "--loss.lambda_adv", "0"], capsys)
+    assert ("optim.n_critic (5) spaces out the generator's updates between discriminator updates, but "
+            "loss.lambda_adv is 0, so the discriminator is not trained") in line
+    assert "optim.n_critic must be > 0, got 0" in config_error(["--optim.n_critic", "0"], capsys)
