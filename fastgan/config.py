@@ -63,11 +63,13 @@ class DataConfig:
 class ModelConfig:
     family: str = _opt("pix2pix", "which GAN to train", FAMILIES)
     fused: bool = _opt(True, "fused BatchNorm+activation operators (false = stock nn layers, same weights)")
-    norm: str = _opt("batch", "normalization layers of both networks (lapgan level 0's MLPs have none)",
-                     ("batch", "instance", "none"))
-    d_norm: str = _opt("same", "the discriminator's normalization when it differs from model.norm (e.g. none or "
-                               "instance for a WGAN-GP critic, which should not mix the samples of a batch)",
-                       ("same", "batch", "instance", "none"))
+    norm: str = _opt("batch", "normalization layers of both networks (layer: over C, H, W per sample; lapgan "
+                              "level 0's MLPs have none)",
+                     ("batch", "instance", "layer", "none"))
+    d_norm: str = _opt("same", "the discriminator's normalization when it differs from model.norm (e.g. layer, "
+                               "instance or none for a WGAN-GP critic, which should not mix the samples of a "
+                               "batch)",
+                       ("same", "batch", "instance", "layer", "none"))
     ngf: int = _opt(32, "generator base width")
     ndf: int = _opt(32, "discriminator base width")
     num_downs: int = _opt(6, "pix2pix U-Net depth: 8 for 256^2, 7 for 128^2; the input must be divisible by 2^num_downs")

@@ -332,10 +332,10 @@ def test_unet_size_errors():
 
 
 def test_norm_and_size_argument_errors():
-    with pytest.raises(ValueError, match="norm must be one of batch, instance, none; got 'group'"):
+    with pytest.raises(ValueError, match="norm must be one of batch, instance, layer, none; got 'group'"):
         UNetGenerator(norm="group")
-    with pytest.raises(ValueError, match="norm must be one of batch, instance, none; got 'layer'"):
-        DCGANDiscriminator(norm="layer")
+    with pytest.raises(ValueError, match="norm must be one of batch, instance, layer, none; got 'Layer'"):
+        DCGANDiscriminator(norm="Layer")
     with pytest.raises(ValueError, match="ngf must be a positive integer, got 0"):
         DCGANGenerator(ngf=0)
     with pytest.raises(ValueError, match=r"n_layers must be an integer >= 0 \(0 = PixelGAN\), got -1"):
@@ -392,7 +392,7 @@ def test_label_values_are_checked_only_where_reading_them_is_free():
 
 
 @pytest.mark.parametrize("family", ["pix2pix", "dcgan", "conditional", "srgan", "gancls"])
-@pytest.mark.parametrize("norm, layer", [("none", None), ("instance", nn.InstanceNorm2d),
+@pytest.mark.parametrize("norm, layer", [("none", None), ("instance", nn.InstanceNorm2d), ("layer", nn.GroupNorm),
                                          ("batch", BatchNormLeakyReLU2d)])
 def test_model_norm_reaches_both_networks(family, norm, layer):
     """--model.norm builds every family's networks with that norm: no family drops it silently."""
@@ -427,3 +427,16 @@ def test_d_norm_sets_the_discriminator_alone(family):
     assert family_.model_args["D"]["norm"] == "none" and family_.model_args["G"]["norm"] == "batch"
     same = build_family(parse_config([a for a in args if a not in ("--model.d_norm", "none")]))
     assert batch_normalized(same.models["D"]), "d_norm same = model.norm"
+
+
+@pytest.mark.parametrize("norm", ["layer", "instance", "none"])
+def test_per_sample_norms_keep_each_samples_score_its_own(norm):
+    """A critic with layer, instance or no norm scores each sample independently of the rest of the
+    batch in training mode (what a per-sample gradient penalty assumes); batch norm does not."""
+    torch.manual_seed(0)
+    D = PatchDiscriminator(in_ch=3, ndf=8, n_layers=2, norm=norm).train()
+    x = torch.randn(4, 3, 32, 32)
+    other = torch.cat([x[:1], torch.randn(3, 3, 32, 32)])
+    assert_close(D(x)[:1], D(other)[:1])
+    batch = PatchDiscriminator(in_ch=3, ndf=8, n_layers=2, norm="batch").train()
+    assert not torch.allclose(batch(x)[:1], batch(other)[:1])

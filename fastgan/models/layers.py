@@ -12,7 +12,7 @@ from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
 
 from fastgan.nn import BatchNormLeakyReLU2d, fuse_bn_act
 
-NORMS = ("batch", "instance", "none")
+NORMS = ("batch", "instance", "layer", "none")
 
 
 def check_norm(norm: str) -> None:
@@ -29,12 +29,15 @@ def check_positive(**values: int) -> None:
 
 def norm_layer(norm: str, channels: int) -> nn.Module:
     """The pix2pix reference's choices: BatchNorm with affine and running statistics,
-    InstanceNorm without either, or nothing (an Identity keeps the Sequential's indices)."""
+    InstanceNorm without either, or nothing (an Identity keeps the Sequential's indices);
+    and layer norm over (C, H, W) with a per-channel affine, the WGAN-GP paper's critic norm."""
     check_norm(norm)
     if norm == "batch":
         return nn.BatchNorm2d(channels)
     if norm == "instance":
         return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if norm == "layer":
+        return nn.GroupNorm(1, channels)
     return nn.Identity()
 
 
@@ -46,7 +49,8 @@ def batch_normalized(model: nn.Module) -> bool:
 
 def conv_bias(norm: str) -> bool:
     """A bias right before BatchNorm is cancelled by the mean subtraction, so those convs
-    go without one; with instance or no norm they keep it."""
+    go without one; with instance, layer or no norm they keep it (layer norm subtracts one
+    mean over all channels, which does not cancel a per-channel bias)."""
     return norm != "batch"
 
 
