@@ -25,6 +25,7 @@ SSIM_WINDOW = 11
 DATASETS = ("default", "aligned", "paired", "folder", "classes", "fashion_mnist")
 PATCH_SIZES = (1, 16, 34, 70, 142, 286)
 PENALTIES = ("none", "wgan-gp", "r1")
+NORMS = ("batch", "instance", "layer", "none")
 
 
 def _opt(default, help: str, choices: tuple | None = None):
@@ -65,11 +66,11 @@ class ModelConfig:
     fused: bool = _opt(True, "fused BatchNorm+activation operators (false = stock nn layers, same weights)")
     norm: str = _opt("batch", "normalization layers of both networks (layer: over C, H, W per sample; lapgan "
                               "level 0's MLPs have none)",
-                     ("batch", "instance", "layer", "none"))
+                     NORMS)
     d_norm: str = _opt("same", "the discriminator's normalization when it differs from model.norm (e.g. layer, "
                                "instance or none for a WGAN-GP critic, which should not mix the samples of a "
                                "batch)",
-                       ("same", "batch", "instance", "layer", "none"))
+                       ("same", *NORMS))
     ngf: int = _opt(32, "generator base width")
     ndf: int = _opt(32, "discriminator base width")
     num_downs: int = _opt(6, "pix2pix U-Net depth: 8 for 256^2, 7 for 128^2; the input must be divisible by 2^num_downs")
@@ -336,14 +337,19 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     if loss.target_real != 1 and loss.gan_mode in ("hinge", "wgan"):
         raise ConfigError(f"loss.target_real ({loss.target_real}) smooths the vanilla and lsgan losses only; "
                           f"loss.gan_mode={loss.gan_mode} has fixed margins: leave target_real at 1")
+    untrained = discriminator_untrained(cfg)
     if loss.penalty != "none":
-        _validate_penalty(cfg)
+        if not loss.penalty_weight > 0:
+            raise ConfigError(f"loss.penalty_weight must be > 0 with loss.penalty {loss.penalty}, got "
+                              f"{loss.penalty_weight} (loss.penalty none switches it off)")
+        if untrained:
+            raise ConfigError(f"loss.penalty {loss.penalty} regularizes the discriminator, but {untrained}")
     elif loss.penalty_every != 1:
         raise ConfigError(f"loss.penalty_every ({loss.penalty_every}) spaces out a gradient penalty, but loss.penalty "
                           f"is none")
-    if o.n_critic > 1 and discriminator_untrained(cfg):
+    if o.n_critic > 1 and untrained:
         raise ConfigError(f"optim.n_critic ({o.n_critic}) spaces out the generator's updates between discriminator "
-                          f"updates, but {discriminator_untrained(cfg)}")
+                          f"updates, but {untrained}")
     if m.d_norm != "same" and (m.family == "srresnet" or (m.family == "lapgan" and m.level == 0)):
         which = "srresnet trains no discriminator" if m.family == "srresnet" else "lapgan level 0's MLPs have no norm"
         raise ConfigError(f"model.d_norm={m.d_norm} would be ignored: {which}")
@@ -381,16 +387,6 @@ def validate(cfg: Config, world_size: int = 1) -> None:
                           f"'paired', got {d.dataset!r}")
     if d.dataset not in ("default", "fashion_mnist") and not d.root:
         raise ConfigError(f"data.dataset={d.dataset!r} needs data.root (a folder)")
-
-
-def _validate_penalty(cfg: Config) -> None:
-    m, loss = cfg.model, cfg.loss
-    if not loss.penalty_weight > 0:
-        raise ConfigError(f"loss.penalty_weight must be > 0 with loss.penalty {loss.penalty}, got "
-                          f"{loss.penalty_weight} (loss.penalty none switches it off)")
-    untrained = discriminator_untrained(cfg)
-    if untrained:
-        raise ConfigError(f"loss.penalty {loss.penalty} regularizes the discriminator, but {untrained}")
 
 
 def discriminator_untrained(cfg: Config) -> str:
