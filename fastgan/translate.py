@@ -61,8 +61,6 @@ def input_files(path: Path) -> list[Path]:
         raise SystemExit(str(e)) from None
 
 
-
-
 def file_id(path: Path) -> tuple[int, int]:
     """Equal for two names of one file (a link, or another spelling on a case-insensitive disk)."""
     stat = path.stat()

@@ -68,17 +68,16 @@ class Family:
         D must be the eager module (torch.compile has no double backward). `fake` may hold
         more samples than the batch (GAN-INT); the penalty pairs the first ones with the reals.
         """
-        real = self.real(batch)
+        options, real = self.cfg.loss, self.real(batch)
 
         def critic(images: torch.Tensor) -> torch.Tensor:
             with autocast():
                 return self.critic(D, batch, images)
 
-        if self.cfg.loss.penalty == "wgan-gp":
+        if options.penalty == "wgan-gp":
             value = wgan_gp_penalty(critic, real, fake[:real.shape[0]], grad_scale)
         else:
             value = r1_penalty(critic, real, grad_scale)
-        options = self.cfg.loss
         return options.penalty_weight * options.penalty_every * value, {"loss_D_penalty": value}
 
     @torch.no_grad()
