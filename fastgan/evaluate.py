@@ -47,7 +47,7 @@ from .data.idx import FASHION_MNIST_FILES, FASHION_MNIST_ROOT
 from .data.transforms import to_tensor
 from .families.gancls import caption_length, wrong_pairs
 from .families.lapgan import load_pyramid
-from .inference import check_at_least_one, check_unet_size, open_for_cli, run_cli, trained_size
+from .inference import check_at_least_one, check_unet_size, open_for_cli, run_cli, trained_setting, trained_size
 from .models import build_model
 from .pyramid import laplacian_pyramid
 
@@ -111,7 +111,7 @@ def pix2pix_scores(G, ckpt, args, size: int, device, fid) -> dict:
         if args.data == "default":
             dataset = DefaultEdges2Photo(args.split or DEFAULT_SPLIT, image_size=size)
         else:
-            direction = args.direction or ckpt.get("config", {}).get("data", {}).get("direction", "AtoB")
+            direction = args.direction or trained_setting(ckpt, "data", "direction", "AtoB")
             dataset = AlignedDataset(args.data, direction=direction, load_size=size, crop_size=size,
                                      flip=False, train=False)
     except (FileNotFoundError, ValueError) as e:

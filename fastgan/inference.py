@@ -44,9 +44,14 @@ def open_for_cli(args) -> tuple[nn.Module, dict, torch.device]:
     return G, ckpt, device
 
 
+def trained_setting(ckpt: dict, section: str, key: str, fallback):
+    """An option of the config the checkpoint was trained with; `fallback` when it has none (converted weights)."""
+    return ckpt.get("config", {}).get(section, {}).get(key, fallback)
+
+
 def trained_size(ckpt: dict, fallback: int) -> int:
     """The image size the generator was trained at, when the checkpoint's config says."""
-    return int(ckpt.get("config", {}).get("data", {}).get("crop_size", fallback))
+    return int(trained_setting(ckpt, "data", "crop_size", fallback))
 
 
 def check_at_least_one(args, *options: str) -> None:
