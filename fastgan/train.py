@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.loss.penalty != "none" and t.sync_bn and world_size > 1 and batch_normalized(D_raw):
         return usage_error(f"loss.penalty {cfg.loss.penalty} differentiates the discriminator twice, which "
                            f"synchronized BatchNorm does not support: drop --train.sync_bn or use model.d_norm "
-                           f"instance or none")
+                           f"layer, instance or none")
     G, D = G_raw, D_raw
     if world_size > 1:
         ids = [local_rank] if device.type == "cuda" else None
@@ -518,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"batch (steps count batches)", flush=True)
         if cfg.loss.penalty == "wgan-gp" and batch_normalized(D_raw):
             print("fastgan: the critic has batch norm, which mixes the samples whose gradients WGAN-GP penalizes one "
-                  "by one (Gulrajani et al. use none); model.d_norm instance or none avoids it", flush=True)
+                  "by one (Gulrajani et al. use none); model.d_norm layer, instance or none avoids it", flush=True)
         if t.progress:
             from tqdm import tqdm
             progress = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stdout)

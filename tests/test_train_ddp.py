@@ -183,7 +183,8 @@ def test_penalty_with_synchronized_batch_norm_is_refused(tmp_path):
     proc = torchrun(tmp_path / "run", "--loss.penalty", "wgan-gp")  # COMMON: batch norm, --train.sync_bn true
     assert proc.returncode != 0
     assert ("fastgan.train: error: loss.penalty wgan-gp differentiates the discriminator twice, which synchronized "
-            "BatchNorm does not support: drop --train.sync_bn or use model.d_norm instance or none") in proc.stderr
+            "BatchNorm does not support: drop --train.sync_bn or use model.d_norm layer, instance or none"
+            ) in proc.stderr
     assert "exitcode  : 2" in proc.stderr, "the usage error's status"
     assert str(ROOT / "fastgan") not in proc.stderr, "a traceback from the trainer (torchrun prints its own)"
     assert not (tmp_path / "run").exists() or not list((tmp_path / "run").glob("*.pt"))
