@@ -27,7 +27,7 @@ def _want_cuda() -> bool:
 
 
 def _sources(cuda: bool) -> list[str]:
-    names = ["csrc/ops.cpp", "csrc/python_module.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    names = ["csrc/ops.cpp", "csrc/autograd.cpp", "csrc/python_module.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
     if cuda:
         names += sorted(glob.glob("csrc/cuda/*.cu"))
     return names

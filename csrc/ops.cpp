@@ -1,7 +1,7 @@
 // Every fastgan operator's schema, and nothing else. CPU and CUDA kernels
-// register against these names in csrc/cpu and csrc/cuda; Python adds
-// register_fake / register_autograd in fastgan/ops. The semantics of each op
-// are written down in docs/operators.md.
+// register against these names in csrc/cpu and csrc/cuda, the autograd formulas in
+// csrc/autograd.cpp; Python adds register_fake in fastgan/ops. The semantics of each
+// op are written down in docs/operators.md.
 #include <torch/library.h>
 
 TORCH_LIBRARY(fastgan, m) {

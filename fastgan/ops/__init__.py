@@ -17,7 +17,7 @@ GAN_MODES = ("vanilla", "lsgan", "hinge", "wgan")
 
 _BACKEND: BackendInfo = load()
 if _BACKEND.backend != "reference":
-    from . import _registration  # noqa: F401  (registers fakes and autograd formulas)
+    from . import _registration  # noqa: F401  (registers the fakes)
 elif _BACKEND.reason != "FASTGAN_BACKEND=reference":
     warnings.warn(
         f"fastgan: no compiled operators could be loaded, using the slower pure-PyTorch "
@@ -56,7 +56,7 @@ def _check_bn_input(x: torch.Tensor) -> None:
 def _check_channel_vector(v, x: torch.Tensor, name: str) -> None:
     if v is None:
         return
-    if v.shape != (x.shape[1],):
+    if v.dim() != 1 or v.shape[0] != x.shape[1]:
         raise ValueError(f"{name} must have shape ({x.shape[1]},) to match the input's channels, "
                          f"got {tuple(v.shape)}")
     if v.device != x.device:

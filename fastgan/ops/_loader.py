@@ -55,7 +55,7 @@ def _load_jit() -> BackendInfo:
     if not (CSRC / "ops.cpp").is_file():
         raise RuntimeError(f"the C++ sources are not at {CSRC} (an installed wheel has none)")
     cuda = bool(torch.version.cuda) and cpp_extension.CUDA_HOME is not None and torch.cuda.is_available()
-    sources = [CSRC / "ops.cpp", *sorted((CSRC / "cpu").glob("*.cpp"))]
+    sources = [CSRC / "ops.cpp", CSRC / "autograd.cpp", *sorted((CSRC / "cpu").glob("*.cpp"))]
     if cuda:
         sources += sorted((CSRC / "cuda").glob("*.cu"))
     print("fastgan: no prebuilt operator library; JIT-loading it with ninja "

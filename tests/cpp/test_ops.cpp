@@ -101,7 +101,7 @@ void check_bn_forward(const std::string& name, const Tensor& x, const OptTensor&
   expect_close(name + " bn_act_apply", applied, out);
 }
 
-// Training backward as register_autograd composes it (docs/operators.md), from the saved
+// Training backward as csrc/autograd.cpp composes it (docs/operators.md), from the saved
 // input and from the saved output, against autograd through the ATen composition.
 void check_bn_backward(const std::string& name, const Tensor& x, const Tensor& w, const Tensor& b,
                        double slope) {
@@ -138,6 +138,19 @@ void check_bn_backward(const std::string& name, const Tensor& x, const Tensor& w
     Tensor grad_input = input_grad.call(grad_out, saved, mean, invstd, w, b, sum_dz / n,
                                         sum_dz_xhat / n, slope, saved_is_output);
     expect_close(tag + " grad_input", grad_input, xr.grad());
+
+    // The same gradients through the op's registered autograd formula, as C++ training
+    // code that calls the op on tensors requiring grad gets them.
+    Tensor xa = x.detach().clone().requires_grad_(true);
+    Tensor wa = w.detach().clone().requires_grad_(true);
+    Tensor ba = b.detach().clone().requires_grad_(true);
+    std::get<0>(op<Tensor3(const Tensor&, const OptTensor&, const OptTensor&, double, double, bool)>(
+                    "fastgan::bn_act_train")
+                    .call(xa, wa, ba, eps, slope, saved_is_output))
+        .backward(grad_out);
+    expect_close(tag + " autograd grad_input", xa.grad(), xr.grad());
+    expect_close(tag + " autograd grad_weight", wa.grad(), wr.grad());
+    expect_close(tag + " autograd grad_bias", ba.grad(), br.grad());
   }
 }
 
