@@ -50,15 +50,17 @@ class BatchNormLeakyReLU2d(_NormBase):
     def _momentum_factor(self):
         """nn.BatchNorm2d's averaging factor; a tensor for momentum=None (no host sync)."""
         if self.momentum is None:
-            return 1.0 / self.num_batches_tracked
+            return (1.0 / self.num_batches_tracked).to(self.running_mean.dtype)
         return self.momentum
 
     def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, count) -> None:
+        # lerp_ is (1 - factor) * running + factor * batch in one kernel per buffer: a
+        # small layer's step is bound by host time per launch (benchmarks/README.md, "Host overhead").
         factor = self._momentum_factor()
+        dtype = self.running_mean.dtype  # a module cast whole to a half type keeps half buffers
         with torch.no_grad():
-            unbiased = var * (count / (count - 1))
-            self.running_mean.mul_(1 - factor).add_(mean * factor)
-            self.running_var.mul_(1 - factor).add_(unbiased * factor)
+            self.running_mean.lerp_(mean.to(dtype), factor)
+            self.running_var.lerp_((var * (count / (count - 1))).to(dtype), factor)
 
     def _uses_batch_stats(self) -> bool:
         return self.training or self.running_mean is None
