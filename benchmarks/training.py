@@ -19,7 +19,7 @@ from torch import nn
 
 from fastgan.config import Config
 from fastgan.families import build_family
-from fastgan.train import train_step
+from fastgan.train import LossWatch, train_step
 
 FAMILIES = ("pix2pix", "dcgan")
 
@@ -139,9 +139,10 @@ def build_trainer_step(case: TrainCase, config: TrainConfig, device: str, seed: 
     D = family.models["D"]
     nets = {"G": family.models["G"], "D": D, "D_plain": D, "D_eager": D}
     steps = itertools.count()
+    watch = LossWatch(every=2 * Config().train.log_every)  # as often as the trainer reads its losses
 
     def step(batch: dict) -> dict:
-        return train_step(family, nets, optimizers, scalers, autocast, batch, None, next(steps))
+        return train_step(family, nets, optimizers, scalers, autocast, batch, None, next(steps), watch)
     return step
 
 

@@ -233,7 +233,12 @@ def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
 
 
 class NonFinite(RuntimeError):
-    """A non-finite loss or weight: the state after it may be corrupt, so it is never checkpointed."""
+    """A non-finite loss or weight: the state after it may be corrupt, so it is never checkpointed.
+    `step` is the step whose loss was bad (None for weights: the step at which they were found)."""
+
+    def __init__(self, message: str, step: int | None = None):
+        super().__init__(message)
+        self.step = step
 
 
 class NoTrainingData(RuntimeError):
@@ -290,7 +295,7 @@ def data_position_changes(changes: dict[str, tuple], saved_samples: int, train_s
 # ----------------------------------------------------------------------------- one step
 
 def train_step(family: Family, nets: dict, optimizers: dict, scalers: dict, autocast, batch: dict,
-               ema, step: int) -> dict[str, torch.Tensor]:
+               ema, step: int, watch: LossWatch) -> dict[str, torch.Tensor]:
     """Step `step` (0-based): one update of D (when adversarial), and of G on every optim.n_critic-th
     step; returns the logged losses."""
     G, D, D_plain = nets["G"], nets["D"], nets["D_plain"]
@@ -310,35 +315,59 @@ def train_step(family: Family, nets: dict, optimizers: dict, scalers: dict, auto
                                              scalers["D"].get_scale())  # 1.0 unless fp16
             loss_d = loss_d + penalty
             logs.update(logs_p)
-        optimizer_step(loss_d, "discriminator", optimizers["D"], scalers["D"])
+        optimizer_step(loss_d, "discriminator", optimizers["D"], scalers["D"], watch, step)
         D_plain.requires_grad_(False)  # the G step needs gradients through D, not for D
     if not update_g:
         return logs
     with autocast():
         loss_g, logs_g = family.g_loss(D_plain, batch, fake)
     logs.update(logs_g)
-    optimizer_step(loss_g, "generator", optimizers["G"], scalers["G"])
+    optimizer_step(loss_g, "generator", optimizers["G"], scalers["G"], watch, step)
     if ema is not None:
         ema.update_parameters(family.models["G"])
     return logs
 
 
-def all_finite(loss: torch.Tensor) -> bool:
-    """Whether the loss is finite on every process: all stop together, none waits for a peer that stopped."""
-    finite = torch.isfinite(loss.detach()).to(torch.float32).reshape(1)
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-    return bool(finite.item())
+class LossWatch:
+    """Finds a non-finite loss without stalling the GPU. Reading a loss on the host waits for the
+    device to finish it, and a check before every backward left the GPU idle while the host queued
+    the rest of the step (benchmarks/README.md, "Host overhead"). Each loss leaves a device flag
+    instead; the flags are read together, with one all-reduce under torchrun so every process
+    reaches the same verdict, every `every` losses and before each checkpoint. A run may so go a
+    few steps past a bad loss; their state is never saved."""
+
+    def __init__(self, every: int):
+        self.every = every
+        self.pending: list[tuple[torch.Tensor, str, int]] = []
+
+    def add(self, loss: torch.Tensor, which: str, step: int) -> None:
+        self.pending.append((loss.detach().float().reshape(1), which, step))
+        if len(self.pending) >= self.every:
+            self.check()
+
+    def check(self) -> None:
+        """Raises NonFinite naming the first bad loss (on any process) since the last check."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        losses = torch.cat([loss for loss, _, _ in pending])
+        finite = torch.isfinite(losses).to(torch.float32)
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if bool(finite.all()):
+            return
+        first = int(torch.nonzero(finite == 0)[0])
+        _, which, step = pending[first]
+        value = float(losses[first])
+        detail = f"{value}" if not math.isfinite(value) else "not finite on another process"
+        raise NonFinite(f"non-finite loss: the {which} loss is {detail}", step)
 
 
-def optimizer_step(loss: torch.Tensor, which: str, optimizer, scaler) -> None:
-    """Backward and one update. A non-finite loss: fp16 lets the GradScaler skip the step;
-    bf16/fp32 stop the run rather than train on garbage (the discriminator may already have
-    taken this step's update when the generator's loss is the bad one)."""
-    if not scaler.is_enabled() and not all_finite(loss):
-        value = loss.item()
-        raise NonFinite(f"non-finite loss: the {which} loss is "
-                        + (f"{value}" if not math.isfinite(value) else "not finite on another process"))
+def optimizer_step(loss: torch.Tensor, which: str, optimizer, scaler, watch: LossWatch, step: int) -> None:
+    """Backward and one update. A non-finite loss: fp16 lets the GradScaler skip the step; with
+    bf16/fp32 the watch stops the run rather than train on garbage."""
+    if not scaler.is_enabled():
+        watch.add(loss, which, step)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
@@ -417,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     nets = {"G": G, "D": D, "D_plain": D_plain, "D_eager": D_raw}
     optimizers = {role: make_optimizer(m.parameters(), cfg, device) for role, m in family.models.items()}
     scalers = {role: torch.amp.GradScaler(device.type, enabled=precision == "fp16") for role in optimizers}
+    watch = LossWatch(every=2 * t.log_every)  # about a D and a G loss per step
     ema = None
     if cfg.optim.ema > 0:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -536,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         """Everything an exact resume needs; every rank contributes its RNG state. Weights that are not
         finite are never written: they would also rotate good checkpoints out (keep_last)."""
         nonlocal saved_step
+        watch.check()  # a bad loss is named before the weights it spoiled
         models = {role: m.state_dict() for role, m in family.models.items()}
         if ema is not None:
             models["G_ema"] = ema.module.state_dict()
@@ -584,6 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     def finish_stage(reason: str) -> Path | None:
         """At an epoch's end (and the run's): validate, report skipped files, checkpoint, keep the best."""
         nonlocal best, skipped
+        watch.check()  # no validation of weights a bad loss spoiled
         scores = {}
         if val_loader is not None:
             G_eval = eval_generator().eval()
@@ -637,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
                 have_data, stopping = agree(len(batch) > 0, stop.requested)
                 if have_data:
                     batch = to_device(batch, device, channels_last)
-                    logs = train_step(family, nets, optimizers, scalers, autocast, batch, ema, step)
+                    logs = train_step(family, nets, optimizers, scalers, autocast, batch, ema, step, watch)
                     latest.update({k: v.detach() for k, v in logs.items()})
                     step += 1
                     n = family.images_seen(batch) * world_size
@@ -682,6 +714,7 @@ def main(argv: list[str] | None = None) -> int:
             finish_stage("step budget reached")
     except NonFinite as e:
         end_reason, exit_code = str(e), 1
+        step = step if e.step is None else e.step
     except NoTrainingData as e:
         end_reason, exit_code = str(e), 2
     finally:

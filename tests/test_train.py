@@ -459,3 +459,20 @@ def test_resume_accepts_a_checkpoint_that_predates_a_constructor_argument(tmp_pa
     assert main([*args, "--train.max_steps", "4", "--train.resume", "auto"]) == 0
     assert checkpoint.load(out / "ckpt_00000004.pt")["step"] == 4
     assert main([*args, "--train.max_steps", "6", "--train.resume", str(path), "--model.d_norm", "none"]) == 2
+
+
+def test_loss_watch_reads_its_flags_only_every_n_losses():
+    """The watch leaves the GPU alone between checks: a nan is reported at the check, naming its step."""
+    from fastgan.train import LossWatch, NonFinite
+
+    watch = LossWatch(every=3)
+    watch.add(torch.tensor(1.0), "discriminator", 0)
+    watch.add(torch.tensor(float("inf")), "generator", 0)  # not read yet
+    with pytest.raises(NonFinite, match="the generator loss is inf") as caught:
+        watch.add(torch.tensor(2.0), "discriminator", 1)
+    assert caught.value.step == 0 and watch.pending == []
+    watch.add(torch.tensor(float("nan"), dtype=torch.bfloat16), "discriminator", 7)
+    with pytest.raises(NonFinite, match="the discriminator loss is nan") as caught:
+        watch.check()
+    assert caught.value.step == 7
+    watch.check()  # nothing pending: nothing to report

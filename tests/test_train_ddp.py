@@ -51,22 +51,31 @@ def test_two_gloo_processes_match_one(tmp_path, fused):
     assert len(state["rng"]) == 2, "each rank's random state belongs in the checkpoint"
 
 
-def _all_finite_rank(rank: int, port: int, out_dir: str) -> None:
-    """One gloo rank: rank 1 alone sees a nan loss; every rank records its verdict."""
+def _loss_watch_rank(rank: int, port: int, out_dir: str) -> None:
+    """One gloo rank: rank 1 alone sees a nan loss at step 3; every rank records its verdict."""
     import torch.distributed as dist
-    from fastgan.train import all_finite
+    from fastgan.train import LossWatch, NonFinite
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    verdict = all_finite(torch.tensor(float("nan") if rank == 1 else 0.5))
-    Path(out_dir, f"rank{rank}").write_text(str(verdict))
+    watch = LossWatch(every=4)
+    verdict = "finite"
+    try:
+        for step in range(4):
+            bad = rank == 1 and step == 3
+            watch.add(torch.tensor(float("nan") if bad else 0.5), "generator", step)
+    except NonFinite as e:
+        verdict = f"{e} at step {e.step}"
+    Path(out_dir, f"rank{rank}").write_text(verdict)
     dist.destroy_process_group()
 
 
 @pytest.mark.slow
 def test_a_nan_loss_on_one_process_stops_every_process(tmp_path):
     """Without agreement, rank 0 would go on into the gradient all-reduce and wait for rank 1 forever."""
-    torch.multiprocessing.spawn(_all_finite_rank, args=(free_port(), str(tmp_path)), nprocs=2)
-    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["False", "False"]
+    torch.multiprocessing.spawn(_loss_watch_rank, args=(free_port(), str(tmp_path)), nprocs=2)
+    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == [
+        "non-finite loss: the generator loss is not finite on another process at step 3",
+        "non-finite loss: the generator loss is nan at step 3"]
 
 
 @pytest.mark.slow
