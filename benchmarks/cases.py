@@ -35,6 +35,8 @@ CPU_REFERENCE_SHAPES = ((16, 64, 64, 64), (16, 256, 16, 16), (4, 128, 64, 64))
 PIX2PIX_SHAPES = tuple((n, c, s, s) for n in (1, 16) for c, s in ((64, 128), (128, 64), (256, 32), (512, 16)))
 # Big enough to stream from HBM rather than L2: the GPU bandwidth target is judged on these.
 LARGE_SHAPES = ((16, 64, 256, 256), (32, 128, 128, 128))
+# So small that a call's time is the host's: dispatch, autograd, Python (benchmarks/README.md, "Host overhead").
+HOST_OVERHEAD_SHAPE = (2, 8, 4, 4)
 
 BYTE_MODELS = {
     "bn_act": "fwd reads x twice (statistics pass, normalize pass) and writes y once: 3|x|; "
@@ -119,6 +121,13 @@ def peer_impls() -> tuple[str, ...]:
 def impls_for(case) -> tuple[str, ...]:
     """The implementations a case times: ours, eager and compiled, plus the peers for BN+act."""
     return IMPLS + (peer_impls() if case.op == "bn_act" else ())
+
+
+def unsupported_reason(impl: str, case) -> str | None:
+    """Why a peer cannot run a case at all (known beforehand, so not timed as an error)."""
+    if impl == "inplace_abn" and getattr(case, "dtype", None) == "bf16":
+        return "n/a: inplace_abn 1.1.0 has no bfloat16 kernels (its statistics_cuda)"
+    return None
 
 
 def peer_module(impl: str, channels: int) -> nn.Module:

@@ -5,6 +5,7 @@
 #   bash benchmarks/gpu_session.sh                # build, test, peers, dali, bench
 #   bash benchmarks/gpu_session.sh bench          # only some steps (a rerun on a warm machine)
 #   SESSION_S=300 bash benchmarks/gpu_session.sh  # a tighter ceiling
+#   BENCH_SUITES=train,memory,ops bash benchmarks/gpu_session.sh bench  # some suites (default all)
 #
 # A full session is three calls on one warm machine (the builds and installs stay there), each
 # carrying one piece of DALI (benchmarks/README.md, "GPU session"). Whatever the steps, a call
@@ -22,6 +23,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/fastgan-gpu-session}
 SESSION_S=${SESSION_S:-360}
 STEPS=${*:-build test peers dali bench}
+BENCH_SUITES=${BENCH_SUITES:-all}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT/results"
 LOG="$OUT/session.log"
@@ -108,7 +110,7 @@ for step in $STEPS; do
     bench)
       left=$(( SESSION_S - SECONDS - 15 ))
       # The budget stops new rows; the margin covers the row in flight, the plots and the tables.
-      run_step bench "$left" "$LOG" "$PY" -m benchmarks.run --suite all --device cuda --out "$OUT/results" \
+      run_step bench "$left" "$LOG" "$PY" -m benchmarks.run --suite "$BENCH_SUITES" --device cuda --out "$OUT/results" \
         --time-budget $(( left - 45 ))
       ;;
   esac

@@ -10,8 +10,9 @@ import time
 
 import torch
 
-from benchmarks.cases import (CLONE, CPU_REFERENCE_SHAPES, LARGE_SHAPES, PIX2PIX_SHAPES, REFERENCE_IMPLS, BnCase,
-                              clone_step, error_reason, impls_for, loss_cases, make_step)
+from benchmarks.cases import (CLONE, CPU_REFERENCE_SHAPES, HOST_OVERHEAD_SHAPE, LARGE_SHAPES, PIX2PIX_SHAPES,
+                              REFERENCE_IMPLS, BnCase, clone_step, error_reason, impls_for, loss_cases, make_step,
+                              unsupported_reason)
 from benchmarks.session import Session
 from benchmarks.timing import Timer
 
@@ -28,7 +29,8 @@ def plan(device: str, quick: bool) -> list[tuple[object, str]]:
                   (BnCase((4, 128, 64, 64), "bf16", "NHWC"), "fwd_bwd")]
             return bn + [(c, "fwd_bwd") for c in loss_cases(ns=(16,), sizes=(30,))]
         return ([(c, "fwd_bwd") for c in design + extra] + [(c, "fwd") for c in design + extra]
-                + [(c, "fwd_bwd") for c in loss_cases(ns=(16, 64))])
+                + [(c, "fwd_bwd") for c in loss_cases(ns=(16, 64))]
+                + [(BnCase(HOST_OVERHEAD_SHAPE), p) for p in ("fwd_bwd", "fwd")])
     if quick:
         bn = [(BnCase(s, d), "fwd_bwd") for s, d in (((16, 64, 128, 128), "fp32"), ((16, 256, 32, 32), "fp32"),
                                                        ((16, 64, 256, 256), "fp32"), ((16, 64, 256, 256), "bf16"))]
@@ -49,12 +51,11 @@ def plan(device: str, quick: bool) -> list[tuple[object, str]]:
     return pairs
 
 
-def copy_bandwidth_gbps(timer: Timer) -> float:
+def copy_bandwidth_gbps(timer: Timer, device: str = "cuda", mib: int = 512) -> float:
     """Device-to-device copy of 512 MiB, far beyond L2: the practical bandwidth ceiling."""
-    src = torch.empty(128 * 2**20, dtype=torch.float32, device="cuda").normal_()
+    src = torch.empty(mib * 2**20 // 4, dtype=torch.float32, device=device).normal_()
     dst = torch.empty_like(src)
-    median, _, _ = timer.measure(lambda: dst.copy_(src))
-    return 2 * src.numel() * src.element_size() / median / 1e9
+    return 2 * src.numel() * src.element_size() / timer.median(lambda: dst.copy_(src)) / 1e9
 
 
 class OpsRunner:
@@ -78,6 +79,10 @@ class OpsRunner:
 
     def _prepare(self, row: dict, case, pass_: str, impl: str, first_case: bool) -> tuple | None:
         """(step, iters, per_call) ready to sample, or None with the reason in the row."""
+        unsupported = unsupported_reason(impl, case)
+        if unsupported:
+            row.update(status="unsupported", note=unsupported)
+            return None
         left = self.deadline - self.session.elapsed()
         if impl == "compiled" and not first_case and left < self.last_compile_s:
             row.update(status="skipped", note=f"skipped: {max(left, 0):.0f} s of budget left, the last compile "

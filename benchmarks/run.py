@@ -1,6 +1,6 @@
 """Benchmark runner: fastgan's fused operators, training steps and data loading, one JSON per run.
 
-    python -m benchmarks.run [--suite ops|train|data|memory|all] [--device cpu|cuda|auto] [--quick]
+    python -m benchmarks.run [--suite ops|train|data|memory|all|LIST] [--device cpu|cuda|auto] [--quick]
                              [--out benchmarks/results] [--time-budget SECONDS] [--table-only]
 
 Built for a GPU machine lent for a few minutes: every suite runs its most important case
@@ -32,6 +32,19 @@ SUITES = {"train": train_suite, "data": data_suite, "memory": memory_suite, "ops
 SUITE_CHOICES = ("ops", "train", "data", "memory", "all")
 
 
+def suite_list(text: str) -> tuple[str, ...]:
+    """--suite's value: one of SUITE_CHOICES or a comma list of suites, in the run order."""
+    names = [name.strip() for name in text.split(",")]
+    if names == ["all"]:
+        return tuple(SUITES)
+    unknown = [name for name in names if name not in SUITES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {unknown[0]!r} (choose from {', '.join(map(repr, SUITE_CHOICES))}, "
+            f"or a comma list of suites such as 'train,ops')")
+    return tuple(name for name in SUITES if name in names)
+
+
 def results_path(out: Path, machine: dict, started: dt.datetime) -> Path:
     """<device>-<name>[-<n>cpu]-<YYYYMMDD-HHMM>[-k].json, never overwriting an earlier run."""
     name = f"{machine['device']}-{slug(machine['device_name'])}"
@@ -47,9 +60,10 @@ def results_path(out: Path, machine: dict, started: dt.datetime) -> Path:
 
 def _parse(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--suite", choices=SUITE_CHOICES, default="all",
+    parser.add_argument("--suite", type=suite_list, default="all", metavar="{ops,train,data,memory,all}[,...]",
                         help="ops: fused operators; train: training img/s and peak memory; data: loader img/s; "
-                             "memory: the pix2pix D's memory in the in-place vs standard mode (default: %(default)s)")
+                             "memory: the pix2pix D's memory in the in-place vs standard mode; a comma list runs "
+                             "several, e.g. train,ops (default: %(default)s)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
                         help="auto: cuda when available, else cpu (default)")
     parser.add_argument("--quick", action="store_true",
@@ -119,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if device == "cuda" and not torch.cuda.is_available():
         print("--device cuda: torch sees no CUDA device", file=sys.stderr)
         return 2
-    suites = tuple(SUITES) if args.suite == "all" else (args.suite,)
+    suites = args.suite
     torch.set_num_threads(cpu_count())
     machine = machine_info(device)
     started = dt.datetime.now(dt.timezone.utc)

@@ -82,10 +82,13 @@ def row_name(row: dict) -> str:
     return row["label"] + (f" {row['pass']}" if "pass" in row else "")
 
 
-def evaluate(result: dict) -> list[dict]:
-    """One verdict per target of the result's device and suites, from its successful fused / fastgan rows."""
+def evaluate(result: dict, suite: str | None = None) -> list[dict]:
+    """One verdict per target of the result's device and suites (or of `suite` alone), from its successful
+    fused / fastgan rows."""
     device = result["machine"]["device"]
     suites = result.get("args", {}).get("suites")  # None in files from before the suites existed
+    if suite is not None:
+        suites = [suite]
     nominal = result.get("peak_bandwidth_gbps") is not None
     verdicts = []
     for target in TARGETS:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 import time
 
 import torch
@@ -73,3 +74,11 @@ class Timer:
                 except Exception as exc:
                     errors[name] = exc
         return {name: values for name, values in samples.items() if name not in errors}, errors
+
+    def median(self, step) -> float:
+        """Median seconds per call of one step alone: calibrated, then sampled `reps` times."""
+        iters, per_call = self.calibrate(step)
+        samples, errors = self.interleave({"step": (step, iters, per_call)})
+        if errors:
+            raise errors["step"]
+        return statistics.median(samples["step"])

@@ -7,6 +7,7 @@ minute.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -356,3 +357,44 @@ def test_data_wait_and_loader_rows_with_both_loaders(tmp_path):
     assert (verdicts["wait_pct"]["status"], verdicts["wait_pct"]["worst"], verdicts["wait_pct"]["total"]) == \
         ("PASS", 1.2, 1)
     assert "worst 1.20%" in targets.describe(verdicts["wait_pct"])
+
+
+def test_copy_bandwidth_is_timed_and_positive():
+    """The roofline's copy runs on any device (the GPU run once lost it to a missing method)."""
+    from benchmarks.ops_suite import copy_bandwidth_gbps
+    from benchmarks.timing import Timer
+
+    timer = Timer("cpu", sample_s=0.005, reps=3, warmup=1)
+    assert copy_bandwidth_gbps(timer, device="cpu", mib=4) > 0
+
+
+def test_suite_list_runs_several_suites_in_the_run_order():
+    from benchmarks.run import suite_list
+
+    assert suite_list("ops,train") == ("train", "ops")
+    assert suite_list("all") == ("train", "data", "memory", "ops")
+    with pytest.raises(argparse.ArgumentTypeError, match="invalid choice: 'dat'"):
+        suite_list("train,dat")
+
+
+def test_front_page_keeps_each_suite_from_the_newest_gpu_run_that_measured_it(tmp_path):
+    """A GPU run of the train suite alone replaces the training numbers; data, memory and ops stay
+    on the front page from the earlier run, labelled with where they came from."""
+    from benchmarks.table import render_performance
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    full_path = next(p for p in sorted(results.glob("cuda-*.json"))
+                     if json.loads(p.read_text()).get("complete"))
+    full = json.loads(full_path.read_text())
+    (tmp_path / full_path.name).write_text(json.dumps(full))
+    train_only = {**full, "started": "2099-01-01 00:00 UTC", "rows": [], "data": None, "memory": None,
+                  "suites": {"train": {"status": "complete", "elapsed_s": 1.0, "share_s": 2.0}},
+                  "args": {**full["args"], "suites": ["train"], "command": "python -m benchmarks.run --suite train"}}
+    (tmp_path / "cuda-later.json").write_text(json.dumps(train_only))
+    block = render_performance(tmp_path, tmp_path / "README.md")
+    assert "Latest GPU run:" in block and "python -m benchmarks.run --suite train" in block
+    for suite in ("data", "memory", "ops"):
+        assert f"### The {suite} suite, from an earlier GPU run" in block
+    assert "### The train suite, from an earlier" not in block
+    assert f"These rows are from `{full_path.name}`" in block
+    assert "| DALI | DALI aligned-jpeg 256x256 batch 16" in block
