@@ -16,6 +16,7 @@ import torch
 
 from benchmarks.cases import error_reason
 from benchmarks.session import Session
+from fastgan.cuda_graph import WARMUP_STEPS
 from benchmarks.training import (CPU_PRECISION_NOTE, FULL_CASES, REFERENCE, TrainCase, TrainConfig, build_step,
                                  fastgan_config)
 
@@ -39,7 +40,8 @@ def plan(device: str, quick: bool) -> tuple[TrainCase, ...]:
 def schedule(device: str, quick: bool) -> dict:
     """Warm-up steps per configuration, alternating rounds, and the time one round of one configuration aims at."""
     if device == "cuda":
-        return {"warmup": 3 if quick else 5, "rounds": 6 if quick else 10, "round_s": 0.1 if quick else 0.25}
+        # The warm-up covers the CUDA-graph capture (after WARMUP_STEPS eager steps) too.
+        return {"warmup": WARMUP_STEPS + 2, "rounds": 6 if quick else 10, "round_s": 0.1 if quick else 0.25}
     return {"warmup": 2 if quick else 1, "rounds": 7 if quick else 5, "round_s": 0.3 if quick else 1.0}
 
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from fastgan.config import Config
+from fastgan.cuda_graph import WARMUP_STEPS, GraphedStep
 from fastgan.families import build_family
 from fastgan.train import LossWatch, train_step
 
@@ -65,6 +66,7 @@ class TrainConfig:
     precision: str  # "fp32" or "bf16" (autocast)
     channels_last: bool
     fused_adam: bool
+    cuda_graph: bool = False  # the trainer's --train.cuda_graph: the step captured once and replayed
 
     def describe(self) -> dict:
         return {"layers": "fastgan fused BatchNorm+activation" if self.fused else "nn.BatchNorm2d + nn.LeakyReLU/ReLU",
@@ -72,8 +74,10 @@ class TrainConfig:
                 else "nn.BCEWithLogitsLoss against expanded 1/0 targets (autograd)",
                 "precision": "bf16 autocast" if self.precision == "bf16" else "fp32",
                 "memory_format": "channels_last" if self.channels_last else "NCHW",
-                "optimizer": "torch.optim.Adam(fused=True)" if self.fused_adam
-                else "torch.optim.Adam (default implementation)"}
+                "optimizer": ("torch.optim.Adam(fused=True" + (", capturable=True)" if self.cuda_graph else ")"))
+                if self.fused_adam else "torch.optim.Adam (default implementation)",
+                "step": (f"captured in a CUDA graph after {WARMUP_STEPS} eager steps, then replayed (the trainer's "
+                         f"--train.cuda_graph)") if self.cuda_graph else "eager"}
 
 
 REFERENCE = TrainConfig("reference", fused=False, precision="fp32", channels_last=False, fused_adam=False)
@@ -83,8 +87,9 @@ CPU_PRECISION_NOTE = ("fastgan runs fp32 on CPU: bf16 convolutions are slower th
 
 
 def fastgan_config(device: str) -> TrainConfig:
-    return TrainConfig("fastgan", fused=True, precision="bf16" if device == "cuda" else "fp32", channels_last=True,
-                       fused_adam=True)
+    cuda = device == "cuda"
+    return TrainConfig("fastgan", fused=True, precision="bf16" if cuda else "fp32", channels_last=True,
+                       fused_adam=True, cuda_graph=cuda)
 
 
 class EagerGANLoss:
@@ -132,14 +137,20 @@ def build_trainer_step(case: TrainCase, config: TrainConfig, device: str, seed: 
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
     for model in family.models.values():
         model.to(device, memory_format=fmt).train()
-    adam = dict(lr=2e-4, betas=(0.5, 0.999), **({"fused": True} if config.fused_adam else {}))
+    adam = dict(lr=2e-4, betas=(0.5, 0.999), **({"fused": True} if config.fused_adam else {}),
+                **({"capturable": True} if config.cuda_graph else {}))
     optimizers = {role: torch.optim.Adam(model.parameters(), **adam) for role, model in family.models.items()}
     scalers = {role: torch.amp.GradScaler(device, enabled=False) for role in optimizers}
-    autocast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if config.precision == "bf16" else nullcontext
+    autocast = ((lambda: torch.autocast(device, dtype=torch.bfloat16, cache_enabled=not config.cuda_graph))
+                if config.precision == "bf16" else nullcontext)
     D = family.models["D"]
     nets = {"G": family.models["G"], "D": D, "D_plain": D, "D_eager": D}
     steps = itertools.count()
     watch = LossWatch(every=2 * Config().train.log_every)  # as often as the trainer reads its losses
+    if config.cuda_graph:
+        graphed = GraphedStep(lambda b, s, w: train_step(family, nets, optimizers, scalers, autocast, b, None, s, w),
+                              watch)
+        return lambda batch: graphed(batch, next(steps))
 
     def step(batch: dict) -> dict:
         return train_step(family, nets, optimizers, scalers, autocast, batch, None, next(steps), watch)

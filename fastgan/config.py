@@ -159,6 +159,8 @@ class TrainConfig:
                                       "off on the CPU (where it made convolutions ~10% slower in our benchmark)",
                               ("auto", "true", "false"))
     compile: bool = _opt(False, "torch.compile the generator and discriminator")
+    cuda_graph: bool = _opt(False, "capture the whole training step in a CUDA graph after 3 eager steps and "
+                                   "replay it (one process, bf16 or fp32; docs/training.md, CUDA graphs)")
     sync_bn: bool = _opt(False, "synchronize the BatchNorm statistics of every layer across processes (fastgan's "
                                 "synchronized fused BatchNorm, on GPUs and the CPU)")
     seed: int = _opt(0, "seed of everything (each rank adds its rank)")
@@ -350,6 +352,18 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     if o.n_critic > 1 and untrained:
         raise ConfigError(f"optim.n_critic ({o.n_critic}) spaces out the generator's updates between discriminator "
                           f"updates, but {untrained}")
+    if t.cuda_graph:
+        fixed = "train.cuda_graph replays one captured step"
+        if loss.penalty != "none":
+            raise ConfigError(f"{fixed}; loss.penalty {loss.penalty} is not supported with it yet")
+        if o.n_critic > 1:
+            raise ConfigError(f"{fixed}, but optim.n_critic {o.n_critic} alternates two kinds of step")
+        if t.compile:
+            raise ConfigError("train.cuda_graph and train.compile both take over the step's kernel launches; "
+                              "choose one")
+        if world_size > 1:
+            raise ConfigError(f"{fixed} in one process; under torchrun ({world_size} processes) DDP's gradient "
+                              f"all-reduce is not captured: drop --train.cuda_graph")
     if m.d_norm != "same" and (m.family == "srresnet" or (m.family == "lapgan" and m.level == 0)):
         which = "srresnet trains no discriminator" if m.family == "srresnet" else "lapgan level 0's MLPs have no norm"
         raise ConfigError(f"model.d_norm={m.d_norm} would be ignored: {which}")

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from . import checkpoint as ckpt_io
 from .config import SUPERRES_FAMILIES, Config, ConfigError, config_changes, parse_config
+from .cuda_graph import WARMUP_STEPS, GraphedStep
 from .data.collate import collate_skipping
 from .data.dali import DALILoader, choose_loader
 from .data.epochs import EpochTaggedDataset, EpochTaggedSampler
@@ -190,6 +191,8 @@ def total_epochs(cfg: Config) -> int:
 def make_optimizer(params, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
     """Adam; torch's fused kernel where it exists, apex FusedAdam only if already installed."""
     kwargs = dict(lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2))
+    if cfg.train.cuda_graph:  # a step inside a CUDA graph: torch's fused Adam, its state on the device
+        return torch.optim.Adam(params, fused=True, capturable=True, **kwargs)
     if device.type == "cuda":
         try:
             from apex.optimizers import FusedAdam
@@ -390,6 +393,11 @@ def main(argv: list[str] | None = None) -> int:
     t = cfg.train
     out = Path(t.out_dir)
     precision = resolve_precision(t.precision, device)
+    if t.cuda_graph and device.type != "cuda":
+        return usage_error("train.cuda_graph needs a GPU: CUDA graphs capture CUDA kernels")
+    if t.cuda_graph and precision == "fp16":
+        return usage_error("train.cuda_graph needs train.precision bf16 or fp32: fp16's GradScaler reads its "
+                           "overflow check on the host, which a captured step cannot do")
     channels_last = t.channels_last == "true" or (t.channels_last == "auto" and device.type == "cuda")
 
     random.seed(t.seed + rank)
@@ -452,7 +460,13 @@ def main(argv: list[str] | None = None) -> int:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
         ema = AveragedModel(G_raw, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema), use_buffers=True)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
+    # Autocast's cache of cast weights must not outlive a capture (torch.cuda.graphs docs).
+    autocast = ((lambda: torch.autocast(device.type, dtype=amp_dtype, cache_enabled=not t.cuda_graph))
+                if amp_dtype else nullcontext)
+    graphed = None
+    if t.cuda_graph:  # EMA stays outside the graph: AveragedModel reads its counter on the host
+        graphed = GraphedStep(lambda b, s, w: train_step(family, nets, optimizers, scalers, autocast, b, None, s, w),
+                              watch)
 
     # -- resume
     step, epoch, start_batch = 0, 0, 0
@@ -532,6 +546,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{world_size} process(es) on {device.type}, {precision}, batch {t.batch_size}, "
               f"{total_steps} steps, writing to {out}", flush=True)
         print(f"fastgan: data loader: {loader_name} ({loader_reason})", flush=True)
+        if graphed is not None:
+            print(f"fastgan: CUDA graph: {WARMUP_STEPS} eager steps, then the step is captured and replayed (again "
+                  f"after each learning-rate change; a batch of other shapes runs eagerly)", flush=True)
         for note in family.notes:
             print(f"fastgan: {note}", flush=True)
         if cfg.loss.gan_mode == "wgan" and cfg.loss.penalty != "wgan-gp":
@@ -656,6 +673,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         while step < total_steps and not stopping:
             factor = lr_factor(cfg, epoch)
+            if graphed is not None and any(group["lr"] != cfg.optim.lr * factor
+                                           for opt in optimizers.values() for group in opt.param_groups):
+                graphed.invalidate()  # the captured optimizer kernels hold the old rate
             for opt in optimizers.values():
                 for group in opt.param_groups:
                     group["lr"] = cfg.optim.lr * factor
@@ -669,7 +689,12 @@ def main(argv: list[str] | None = None) -> int:
                 have_data, stopping = agree(len(batch) > 0, stop.requested)
                 if have_data:
                     batch = to_device(batch, device, channels_last)
-                    logs = train_step(family, nets, optimizers, scalers, autocast, batch, ema, step, watch)
+                    if graphed is None:
+                        logs = train_step(family, nets, optimizers, scalers, autocast, batch, ema, step, watch)
+                    else:
+                        logs = graphed(batch, step)
+                        if ema is not None:
+                            ema.update_parameters(G_raw)
                     latest.update({k: v.detach() for k, v in logs.items()})
                     step += 1
                     n = family.images_seen(batch) * world_size

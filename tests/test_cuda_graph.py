@@ -1,0 +1,157 @@
+"""--train.cuda_graph: a captured step trains exactly as the eager one (GPU only), and the
+configurations it cannot capture are refused at start-up, with the reason (everywhere)."""
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import pytest
+import torch
+
+from conftest import HAS_CUDA, assert_close
+from fastgan.config import ConfigError, parse_config, validate
+from fastgan.cuda_graph import WARMUP_STEPS, GraphedStep
+from fastgan.families import build_family
+from fastgan.train import LossWatch, NonFinite, main, make_optimizer, train_step
+from train_helpers import TINY_PIX2PIX
+
+
+def cuda_only(test):
+    """Marked `cuda` (the GPU session runs pytest -m cuda) and skipped without a GPU."""
+    return pytest.mark.cuda(pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU")(test))
+
+
+# No dropout: the eager and the captured run then draw no random numbers and must agree.
+GRAPHED_PIX2PIX = [*TINY_PIX2PIX, "--model.dropout", "false", "--train.cuda_graph", "true"]
+
+
+def _trainer(cfg):
+    """The trainer's pieces for one tiny pix2pix on the GPU, from seed 0."""
+    torch.manual_seed(0)
+    family = build_family(cfg)
+    for model in family.models.values():
+        model.to("cuda").train()
+    D = family.models["D"]
+    nets = {"G": family.models["G"], "D": D, "D_plain": D, "D_eager": D}
+    optimizers = {role: make_optimizer(m.parameters(), cfg, torch.device("cuda")) for role, m in family.models.items()}
+    scalers = {role: torch.amp.GradScaler("cuda", enabled=False) for role in optimizers}
+    return family, lambda batch, step, watch: train_step(family, nets, optimizers, scalers, nullcontext, batch,
+                                                         None, step, watch), optimizers
+
+
+def _batches(sizes):
+    gen = torch.Generator().manual_seed(1)
+    return [{key: (torch.rand(n, 3, 32, 32, generator=gen) * 2 - 1).cuda() for key in ("A", "B")} for n in sizes]
+
+
+def _train(batches, graphed: bool, lr_at: dict | None = None):
+    """Trains on the batches eagerly or through GraphedStep; returns the weights, last logs and the runner."""
+    cfg = parse_config(GRAPHED_PIX2PIX)
+    family, step_fn, optimizers = _trainer(cfg)
+    watch = LossWatch(every=1000)
+    runner = GraphedStep(step_fn, watch) if graphed else None
+    logs = {}
+    for step, batch in enumerate(batches):
+        if lr_at and step in lr_at:
+            for opt in optimizers.values():
+                for group in opt.param_groups:
+                    group["lr"] = lr_at[step]
+            if runner is not None:
+                runner.invalidate()
+        logs = runner(batch, step) if runner is not None else step_fn(batch, step, watch)
+    torch.cuda.synchronize()
+    watch.check()
+    state = {f"{role}.{k}": v.detach().clone() for role, m in family.models.items() for k, v in m.state_dict().items()}
+    return state, {k: float(v) for k, v in logs.items()}, runner
+
+
+def _assert_same_training(graphed, eager):
+    assert graphed[0].keys() == eager[0].keys()
+    for key, value in eager[0].items():
+        assert_close(graphed[0][key], value, factor=10, msg=key)
+    assert graphed[1] == pytest.approx(eager[1], rel=1e-4, abs=1e-5)
+
+
+@cuda_only
+def test_replayed_steps_train_as_the_eager_steps():
+    batches = _batches([4] * (WARMUP_STEPS + 5))
+    graphed = _train(batches, graphed=True)
+    assert graphed[2].captures == 1
+    _assert_same_training(graphed, _train(batches, graphed=False))
+
+
+@cuda_only
+def test_a_learning_rate_change_recaptures_the_step():
+    batches = _batches([4] * (WARMUP_STEPS + 6))
+    lr_at = {WARMUP_STEPS + 3: 5e-5}
+    graphed = _train(batches, graphed=True, lr_at=lr_at)
+    assert graphed[2].captures == 2
+    _assert_same_training(graphed, _train(batches, graphed=False, lr_at=lr_at))
+
+
+@cuda_only
+def test_a_short_batch_runs_eagerly_and_the_graph_stays():
+    sizes = [4] * (WARMUP_STEPS + 2) + [2] + [4] * 2
+    batches = _batches(sizes)
+    graphed = _train(batches, graphed=True)
+    assert graphed[2].captures == 1
+    _assert_same_training(graphed, _train(batches, graphed=False))
+
+
+@cuda_only
+def test_batches_that_change_shape_for_good_are_captured_again():
+    batches = _batches([4] * (WARMUP_STEPS + 2) + [2] * 3)
+    graphed = _train(batches, graphed=True)
+    assert graphed[2].captures == 2
+    _assert_same_training(graphed, _train(batches, graphed=False))
+
+
+@cuda_only
+def test_a_nan_loss_in_a_replayed_step_is_reported_with_its_step():
+    cfg = parse_config(GRAPHED_PIX2PIX)
+    _, step_fn, _ = _trainer(cfg)
+    watch = LossWatch(every=1000)
+    runner = GraphedStep(step_fn, watch)
+    batches = _batches([4] * (WARMUP_STEPS + 3))
+    for step, batch in enumerate(batches[:-1]):
+        runner(batch, step)
+    poisoned = {key: value * float("nan") for key, value in batches[-1].items()}
+    runner(poisoned, len(batches) - 1)
+    with pytest.raises(NonFinite, match="non-finite loss: the discriminator loss is nan") as caught:
+        watch.check()
+    assert caught.value.step == len(batches) - 1
+
+
+@cuda_only
+def test_trainer_runs_captured_steps_and_resumes(tmp_path, capsys):
+    args = [*GRAPHED_PIX2PIX, "--train.out_dir", str(tmp_path), "--train.max_steps", "8"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "fastgan: CUDA graph: 3 eager steps, then the step is captured and replayed" in out
+    assert (tmp_path / "ckpt_00000008.pt").is_file()
+    assert main([*GRAPHED_PIX2PIX, "--train.out_dir", str(tmp_path), "--train.max_steps", "10",
+                 "--train.resume", "auto"]) == 0
+    assert (tmp_path / "ckpt_00000010.pt").is_file()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--optim.n_critic", "2"], "train.cuda_graph replays one captured step, but optim.n_critic 2 alternates"),
+    (["--loss.penalty", "r1"], "train.cuda_graph replays one captured step; loss.penalty r1 is not supported"),
+    (["--train.compile", "true"], "train.cuda_graph and train.compile both take over"),
+])
+def test_steps_that_cannot_be_captured_are_refused(extra, message, capsys):
+    with pytest.raises(SystemExit) as exited:
+        parse_config([*GRAPHED_PIX2PIX, *extra])
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_several_processes_are_refused():
+    cfg = parse_config(GRAPHED_PIX2PIX)
+    with pytest.raises(ConfigError, match=r"in one process; under torchrun \(2 processes\) DDP's gradient"):
+        validate(cfg, world_size=2)
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="the refusal is for machines without a GPU")
+def test_cuda_graph_without_a_gpu_is_a_usage_error(tmp_path, capsys):
+    assert main([*GRAPHED_PIX2PIX, "--train.out_dir", str(tmp_path)]) == 2
+    assert "fastgan.train: error: train.cuda_graph needs a GPU" in capsys.readouterr().err
+
