@@ -32,6 +32,12 @@ def _tensors_of(batch: dict) -> dict[str, torch.Tensor]:
     return {key: value for key, value in batch.items() if isinstance(value, torch.Tensor)}
 
 
+def _detached(logs: dict) -> dict:
+    """Logs without their autograd graph: a step's graph kept alive into the next capture leaves
+    its AccumulateGrad nodes on the warm-up's stream, which torch warns breaks a capture."""
+    return {key: value.detach() for key, value in logs.items()}
+
+
 class GraphedStep:
     """Runs `step_fn(batch, step, watch)` (the trainer's train_step with everything else bound),
     eagerly for the first WARMUP_STEPS calls, then captured once and replayed. The batch is
@@ -65,7 +71,7 @@ class GraphedStep:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            logs = self.step_fn(batch, step, self.watch)
+            logs = _detached(self.step_fn(batch, step, self.watch))
         torch.cuda.current_stream().wait_stream(side)
         return logs
 
@@ -77,7 +83,7 @@ class GraphedStep:
         torch.cuda.synchronize()
         with torch.cuda.graph(graph):
             logs = self.step_fn(self.static_batch, step, recorder)
-        self.graph, self.static_logs, self.losses = graph, logs, recorder.losses
+        self.graph, self.static_logs, self.losses = graph, _detached(logs), recorder.losses
         self.captures += 1
 
     def __call__(self, batch: dict, step: int) -> dict:
