@@ -164,3 +164,50 @@ def test_trainer_runs_on_dali(aligned, tmp_path, capsys):
                  "--data.loader", "dali", "--train.out_dir", str(out), "--train.progress", "false",
                  "--model.ngf", "8", "--model.ndf", "8", "--train.val_batches", "0"]) == 0
     assert "data loader: dali (requested (DALI CPU operators: no GPU))" in capsys.readouterr().out
+
+
+def _threads_named(name: str) -> int:
+    import threading
+    return sum(t.name == name for t in threading.enumerate())
+
+
+def test_the_source_reads_ahead_off_the_training_thread_and_stops(aligned):
+    """Files are read before DALI asks for them; close() ends the reading thread even when
+    nobody takes the batches it prepared."""
+    import time
+
+    from fastgan.data.dali import _BatchSource
+    ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
+    source = _BatchSource(ds, [[i] for i in range(12)])
+    deadline = time.monotonic() + 10
+    while source.ready.qsize() < _BatchSource.AHEAD and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert source.ready.qsize() == _BatchSource.AHEAD
+    encoded, xs, ys, mirrors = source()
+    assert encoded[0].tobytes() == (aligned / "00.png").read_bytes()
+    source.close()
+    assert not source.thread.is_alive()
+
+
+def test_a_read_error_surfaces_in_order_in_the_call(aligned):
+    from fastgan.data.dali import _BatchSource
+    ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
+    (aligned / "01.png").unlink()
+    source = _BatchSource(ds, [[0], [1], [2]])
+    assert source()[0][0].tobytes() == (aligned / "00.png").read_bytes()
+    with pytest.raises(FileNotFoundError):
+        source()
+    source.close()
+
+
+def test_an_abandoned_epoch_stops_its_reading_thread(aligned):
+    """A run that stops mid-epoch (max_steps) leaves no thread behind reading the next batches."""
+    ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
+    sampler = ShardedSampler(len(ds), 2, seed=0)
+    sampler.set_epoch(0)
+    ds.set_epoch(0)
+    batches = iter(DALILoader(ds, sampler, 2, CPU))
+    next(batches)
+    assert _threads_named("fastgan-dali-source") == 1
+    batches.close()
+    assert _threads_named("fastgan-dali-source") == 0

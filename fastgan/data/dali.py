@@ -4,14 +4,17 @@ The loader is a drop-in for the torch DataLoader over fastgan's file datasets: i
 the same batch dicts in the same dtype and range, visits samples in the sampler's order
 (sharded by rank, resumable mid-epoch) and takes every crop offset and flip from the
 dataset's own per-sample generator, so DALI and torch crop the same windows; only the
-resampling filters differ. Python reads the encoded bytes; DALI does the rest, on the GPU
-("mixed" decoder + GPU operators) or, without one, with its CPU operators (what CI tests).
+resampling filters differ. Python reads the encoded bytes, a few batches ahead in a thread
+of its own; DALI does the rest, on the GPU ("mixed" decoder + GPU operators) or, without
+one, with its CPU operators (what CI tests).
 
 A batch DALI cannot decode is decoded again by the dataset's torch path, which skips and
 counts the unreadable files, so a corrupt image never ends a run.
 """
 from __future__ import annotations
 
+import queue
+import threading
 import warnings
 from pathlib import Path
 
@@ -64,16 +67,41 @@ def crop_parameters(dataset, index: int) -> tuple[float, float, int]:
 
 
 class _BatchSource:
-    """Feeds DALI one batch of encoded files and crop parameters per call, in sampler order."""
+    """Feeds DALI one batch of encoded files and crop parameters per call, in sampler order.
+
+    DALI calls it inside pipe.run(), in the training loop's thread, so a thread of its own
+    reads the files and draws the crops AHEAD batches early: the call then only takes a
+    ready batch, and the step does not wait on file reads. close() stops that thread."""
+
+    AHEAD = 4
 
     def __init__(self, dataset, batches: list[list[int]]):
-        self.dataset, self.batches, self.next = dataset, batches, 0
+        self.dataset, self.batches = dataset, batches
+        self.ready: queue.Queue = queue.Queue(maxsize=self.AHEAD)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._produce, name="fastgan-dali-source", daemon=True)
+        self.thread.start()
 
-    def __call__(self):
-        if self.next >= len(self.batches):
-            raise StopIteration
-        indices = self.batches[self.next]
-        self.next += 1
+    def _produce(self) -> None:
+        try:
+            for indices in self.batches:
+                if not self._put(self._load(indices)):
+                    return
+        except Exception as error:  # an unreadable file: raised in DALI's call, where the loader handles it
+            self._put(error)
+            return
+        self._put(None)
+
+    def _put(self, item) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _load(self, indices: list[int]) -> tuple:
         d = self.dataset
         params = [crop_parameters(d, i) for i in indices]
         xs = [np.array(p[0], np.float32) for p in params]
@@ -88,6 +116,18 @@ class _BatchSource:
             return ([_read(d.samples[i][0]) for i in indices], xs, ys, mirrors,
                     [np.array(d.samples[i][1], np.int64) for i in indices])
         return [_read(d.files[i]) for i in indices], xs, ys, mirrors
+
+    def __call__(self):
+        item = self.ready.get()
+        if item is None:
+            raise StopIteration
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join()
 
 
 class DALILoader:
@@ -198,7 +238,11 @@ class DALILoader:
         position = 0
         while position < len(batches):
             source = _BatchSource(self.dataset, batches[position:])
-            pipe = self._build(source)
+            try:
+                pipe = self._build(source)
+            except BaseException:
+                source.close()
+                raise
             try:
                 while position < len(batches):
                     try:
@@ -211,6 +255,7 @@ class DALILoader:
                 yield self._torch_fallback(batches[position], error)
                 position += 1
             finally:
+                source.close()
                 del pipe
 
 
