@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from . import checkpoint as ckpt_io
 from .config import SUPERRES_FAMILIES, Config, ConfigError, config_changes, parse_config
 from .cuda_graph import WARMUP_STEPS, GraphedStep
+from .ema import EMA
 from .data.collate import collate_skipping
 from .data.dali import DALILoader, choose_loader
 from .data.epochs import EpochTaggedDataset, EpochTaggedSampler
@@ -457,14 +458,13 @@ def main(argv: list[str] | None = None) -> int:
     watch = LossWatch(every=2 * t.log_every)  # about a D and a G loss per step
     ema = None
     if cfg.optim.ema > 0:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-        ema = AveragedModel(G_raw, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema), use_buffers=True)
+        ema = EMA(G_raw, cfg.optim.ema)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     # Autocast's cache of cast weights must not outlive a capture (torch.cuda.graphs docs).
     autocast = ((lambda: torch.autocast(device.type, dtype=amp_dtype, cache_enabled=not t.cuda_graph))
                 if amp_dtype else nullcontext)
     graphed = None
-    if t.cuda_graph:  # EMA stays outside the graph: AveragedModel reads its counter on the host
+    if t.cuda_graph:  # the EMA update runs after each replay, outside the graph
         graphed = GraphedStep(lambda b, s, w: train_step(family, nets, optimizers, scalers, autocast, b, None, s, w),
                               watch)
 
