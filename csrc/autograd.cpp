@@ -199,7 +199,6 @@ struct BnActTrain : torch::autograd::Function<BnActTrain> {
     const bool saved_is_output = ctx->saved_data["saved_is_output"].toBool();
     const Tensor& grad_out = grads[0];
     variable_list result(6);
-    if (!grad_out.defined()) return result;
     const variable_list inputs{s, w, b};
     const std::vector<bool> needs = wanted(ctx, inputs);
     if (at::GradMode::is_enabled()) {
@@ -213,8 +212,8 @@ struct BnActTrain : torch::autograd::Function<BnActTrain> {
     auto [sum_dz, sum_dz_xhat] =
         call_reduce(grad_out, s, mean, invstd, maybe(w), maybe(b), slope, saved_is_output);
     if (needs[0]) {
-      // Symbolic under torch.compile's dynamic shapes.
-      const c10::Scalar count(s.sym_numel() / s.sym_size(1));
+      // N*H*W, symbolic under torch.compile's dynamic shapes (and no division: C may be 0).
+      const c10::Scalar count(s.sym_size(0) * s.sym_size(2) * s.sym_size(3));
       result[0] = call_input(grad_out, s, mean, invstd, maybe(w), maybe(b), sum_dz / count,
                              sum_dz_xhat / count, slope, saved_is_output);
     }
@@ -244,7 +243,6 @@ struct BnActApply : torch::autograd::Function<BnActApply> {
     const bool saved_is_output = ctx->saved_data["saved_is_output"].toBool();
     const Tensor& grad_out = grads[0];
     variable_list result(7);
-    if (!grad_out.defined()) return result;
     const variable_list inputs{s, mean, invstd, w, b};
     const std::vector<bool> needs = wanted(ctx, inputs);
     if (at::GradMode::is_enabled()) {
@@ -293,7 +291,6 @@ struct GanDLoss : torch::autograd::Function<GanDLoss> {
     const variable_list saved = ctx->get_saved_variables();
     const Tensor& grad_loss = grads[0];
     variable_list result(5);
-    if (!grad_loss.defined()) return result;
     if (at::GradMode::is_enabled()) {
       const variable_list inputs{saved[2], saved[3]};
       const Tensor loss = d_loss_composite(
@@ -326,7 +323,6 @@ struct GanGLoss : torch::autograd::Function<GanGLoss> {
     const variable_list saved = ctx->get_saved_variables();
     const Tensor& grad_loss = grads[0];
     variable_list result(3);
-    if (!grad_loss.defined()) return result;
     if (at::GradMode::is_enabled()) {
       const variable_list inputs{saved[1]};
       const Tensor loss = g_loss_composite(saved[1],

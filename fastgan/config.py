@@ -364,6 +364,9 @@ def validate(cfg: Config, world_size: int = 1) -> None:
         if world_size > 1:
             raise ConfigError(f"{fixed} in one process; under torchrun ({world_size} processes) DDP's gradient "
                               f"all-reduce is not captured: drop --train.cuda_graph")
+        if m.family == "gancls":
+            raise ConfigError(f"{fixed}, but gancls picks its mismatched caption pairs with a mask whose size "
+                              f"depends on the batch (read on the host): drop --train.cuda_graph")
     if m.d_norm != "same" and (m.family == "srresnet" or (m.family == "lapgan" and m.level == 0)):
         which = "srresnet trains no discriminator" if m.family == "srresnet" else "lapgan level 0's MLPs have no norm"
         raise ConfigError(f"model.d_norm={m.d_norm} would be ignored: {which}")

@@ -81,7 +81,9 @@ class GraphedStep:
         recorder = _LossRecorder()
         graph = torch.cuda.CUDAGraph()
         torch.cuda.synchronize()
-        with torch.cuda.graph(graph):
+        # thread_local: the loader's threads (DALI's executor, pin-memory) go on making CUDA calls,
+        # which the default mode would count against the capture; this thread's are still checked.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             logs = self.step_fn(self.static_batch, step, recorder)
         self.graph, self.static_logs, self.losses = graph, _detached(logs), recorder.losses
         self.captures += 1

@@ -496,6 +496,9 @@ def main(argv: list[str] | None = None) -> int:
             for role, model in family.models.items():
                 model.load_state_dict(state["models"][role])
                 optimizers[role].load_state_dict(state["optimizers"][role])
+                if t.cuda_graph:  # the saved groups' flags replace ours: a run saved eagerly has capturable off
+                    for group in optimizers[role].param_groups:
+                        group["capturable"] = True
                 scalers[role].load_state_dict(state["scalers"][role])
             if ema is not None and state.get("ema"):
                 ema.load_state_dict(state["ema"])

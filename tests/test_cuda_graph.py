@@ -12,7 +12,7 @@ from fastgan.config import ConfigError, parse_config, validate
 from fastgan.cuda_graph import WARMUP_STEPS, GraphedStep
 from fastgan.families import build_family
 from fastgan.train import LossWatch, NonFinite, main, make_optimizer, train_step
-from train_helpers import TINY_PIX2PIX
+from train_helpers import TINY_PIX2PIX, final_weights, tiny_dcgan, write_images
 
 
 def cuda_only(test):
@@ -136,10 +136,40 @@ def test_trainer_runs_captured_steps_and_resumes(tmp_path, capsys):
     assert (tmp_path / "ckpt_00000010.pt").is_file()
 
 
+@cuda_only
+def test_an_eager_run_resumes_with_captured_steps(tmp_path):
+    """The checkpoint's optimizer groups say capturable=False; the resume must turn it on."""
+    eager = [*TINY_PIX2PIX, "--model.dropout", "false", "--train.out_dir", str(tmp_path)]
+    assert main([*eager, "--train.max_steps", "4"]) == 0
+    assert main([*eager, "--train.max_steps", "12", "--train.resume", "auto", "--train.cuda_graph", "true"]) == 0
+    assert all(torch.isfinite(w).all() for w in final_weights(tmp_path).values())
+
+
+@cuda_only
+@pytest.mark.parametrize("family", ["dcgan", "conditional", "srgan"])
+def test_other_families_train_with_captured_steps(tmp_path, family):
+    if family == "srgan":
+        args = ["--model.family", "srgan", "--data.crop_size", "24", "--model.scale", "2", "--model.num_blocks", "1",
+                "--model.ngf", "8", "--model.ndf", "8", "--train.batch_size", "4", "--train.progress", "false"]
+    else:
+        root = tmp_path / "data"
+        if family == "conditional":
+            write_images(root / "a", 4, seed=1)
+            write_images(root / "b", 4, seed=2)
+        else:
+            write_images(root, 8)
+        args = tiny_dcgan(root, family)
+    out = tmp_path / "run"
+    assert main([*args, "--train.out_dir", str(out), "--train.max_steps", "8", "--train.cuda_graph", "true"]) == 0
+    assert all(torch.isfinite(w).all() for w in final_weights(out).values())
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--optim.n_critic", "2"], "train.cuda_graph replays one captured step, but optim.n_critic 2 alternates"),
     (["--loss.penalty", "r1"], "train.cuda_graph replays one captured step; loss.penalty r1 is not supported"),
     (["--train.compile", "true"], "train.cuda_graph and train.compile both take over"),
+    (["--model.family", "gancls", "--data.crop_size", "32", "--data.load_size", "32"],
+     "gancls picks its mismatched caption pairs with a mask whose size depends on the batch"),
 ])
 def test_steps_that_cannot_be_captured_are_refused(extra, message, capsys):
     with pytest.raises(SystemExit) as exited:

@@ -211,3 +211,18 @@ def test_an_abandoned_epoch_stops_its_reading_thread(aligned):
     assert _threads_named("fastgan-dali-source") == 1
     batches.close()
     assert _threads_named("fastgan-dali-source") == 0
+
+
+def test_a_file_gone_since_start_up_is_skipped_and_counted(aligned):
+    """A file deleted after the dataset was listed fails its read: that batch goes through the torch
+    path, which skips and counts it, and the epoch goes on."""
+    ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
+    (aligned / "05.png").unlink()
+    sampler = ShardedSampler(len(ds), 4, shuffle=False)
+    with pytest.warns(UserWarning) as caught:
+        batches = epoch(DALILoader(ds, sampler, 4, CPU), sampler, ds)
+    messages = [str(w.message) for w in caught]
+    assert any(m.startswith("DALI could not load a batch (FileNotFoundError") for m in messages), messages
+    assert any("skipping unreadable image" in m and "05.png" in m for m in messages), messages
+    assert [b["skipped"] for b in batches] == [0, 1, 0]
+    assert [len(b["A"]) for b in batches] == [4, 3, 4]

@@ -35,7 +35,7 @@ def test_updates_equal_torchs_averaged_model():
 
 
 def test_no_device_value_is_read_after_the_first_update(monkeypatch):
-    """Reading a tensor's truth value is a host sync on a GPU; after the first update there is none."""
+    """Reading a tensor's value on the host is a sync on a GPU; after the first update there is none."""
     model = _model()
     ema = EMA(model, 0.99)
     ema.update_parameters(model)
@@ -43,7 +43,8 @@ def test_no_device_value_is_read_after_the_first_update(monkeypatch):
     def no_host_read(self):
         raise AssertionError("the EMA update read a device value on the host")
 
-    monkeypatch.setattr(torch.Tensor, "__bool__", no_host_read)
+    for read in ("__bool__", "__float__", "__int__", "item", "tolist"):
+        monkeypatch.setattr(torch.Tensor, read, no_host_read)
     for seed in range(3):
         _train_a_little(model, seed)
         ema.update_parameters(model)

@@ -356,3 +356,12 @@ def test_raw_ops_accept_empty_statistics_input():
     """bn_stats on an empty batch gives NaN (as torch.var_mean), not garbage or a crash."""
     mean, var = torch.ops.fastgan.bn_stats(torch.randn(0, 3, 2, 2))
     assert torch.isnan(mean).all() and torch.isnan(var).all()
+
+
+def test_zero_channels_train_and_backward_without_a_crash():
+    """No channels, no statistics: the backward's per-channel count must not divide by C (it once
+    killed the process with SIGFPE)."""
+    x = torch.randn(2, 0, 4, 4, requires_grad=True)
+    out, mean, var = fops.bn_act_train(x)
+    out.sum().backward()
+    assert out.shape == x.shape and mean.shape == (0,) and x.grad.shape == x.shape

@@ -251,7 +251,7 @@ class DALILoader:
                         return
                     yield self._batch_dict(outputs, batches[position])
                     position += 1
-            except (RuntimeError, ValueError) as error:  # a file DALI cannot decode: this batch via PIL
+            except (RuntimeError, ValueError, OSError) as error:  # undecodable or unreadable: this batch via PIL
                 yield self._torch_fallback(batches[position], error)
                 position += 1
             finally:
