@@ -389,6 +389,9 @@ def usage_error(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     rank, world_size, local_rank, device = init_distributed()
+    # The host's own flags (every step's "have data, stop?", the skipped counts) go over gloo as CPU
+    # tensors: over NCCL they would be GPU tensors read back, a device sync per step.
+    control = dist.new_group(backend="gloo") if world_size > 1 else None
     cfg = parse_config(argv, world_size)
     is_main = rank == 0
     t = cfg.train
@@ -628,8 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     def all_ranks_sum(n: int) -> int:
         if world_size == 1:
             return n
-        total = torch.tensor([float(n)], device=device)
-        dist.all_reduce(total)
+        total = torch.tensor([float(n)])
+        dist.all_reduce(total, group=control)
         return int(total.item())
 
     def finish_stage(reason: str) -> Path | None:
@@ -662,8 +665,8 @@ def main(argv: list[str] | None = None) -> int:
         """All ranks take a step only if all have data, and stop together if any was signalled."""
         if world_size == 1:
             return have_data, stop_requested
-        flags = torch.tensor([float(not have_data), float(stop_requested)], device=device)
-        dist.all_reduce(flags)
+        flags = torch.tensor([float(not have_data), float(stop_requested)])
+        dist.all_reduce(flags, group=control)
         return flags[0].item() == 0, flags[1].item() > 0
 
     # -- the loop
