@@ -30,12 +30,12 @@ from torch.utils.data import DataLoader
 from . import checkpoint as ckpt_io
 from .config import SUPERRES_FAMILIES, Config, ConfigError, config_changes, parse_config
 from .cuda_graph import WARMUP_STEPS, GraphedStep
-from .ema import EMA
 from .data.collate import collate_skipping
 from .data.dali import DALILoader, choose_loader
 from .data.epochs import EpochTaggedDataset, EpochTaggedSampler
 from .data.files import is_image_file
 from .data.sampler import ShardedSampler
+from .ema import EMA
 from .families import Family, build_family
 from .models import batch_normalized, with_defaults
 from .nn import convert_sync_batchnorm
@@ -337,7 +337,7 @@ class LossWatch:
     device to finish it, and a check before every backward left the GPU idle while the host queued
     the rest of the step (benchmarks/README.md, "Host overhead"). Each loss leaves a device flag
     instead; the flags are read together, with one all-reduce under torchrun so every process
-    reaches the same verdict, every `every` losses and before each checkpoint. A run may so go a
+    reaches the same verdict, every `every` losses and before each checkpoint. So a run may go a
     few steps past a bad loss; their state is never saved."""
 
     def __init__(self, every: int):
