@@ -8,6 +8,7 @@ one of its kernels with one call. `--train.cuda_graph true` turns it on; docs/tr
 """
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import torch
@@ -44,7 +45,9 @@ class GraphedStep:
     copied into the graph's own input tensors; a batch of other shapes (a short last batch)
     runs eagerly. Each replay hands its losses to `watch` as copies. invalidate() drops the
     graph, e.g. when the learning rate, which the captured optimizer kernels hold as a
-    constant, changes: the next call captures again."""
+    constant, changes: the next call captures again. A step that cannot be captured (it
+    reads a device value on the host, say) is said once, with torch's reason, and the run
+    goes on eagerly: a capture records kernels without running them, so no update is lost."""
 
     def __init__(self, step_fn: Callable[[dict, int, object], dict], watch):
         self.step_fn, self.watch = step_fn, watch
@@ -55,6 +58,7 @@ class GraphedStep:
         self.losses: list[tuple[torch.Tensor, str]] = []
         self.captures = 0  # how many times a step was captured
         self.misfits = 0  # consecutive batches that did not fit the graph
+        self.failed: str | None = None  # why a capture failed; every later step then runs eagerly
 
     def invalidate(self) -> None:
         self.graph, self.static_logs, self.losses = None, {}, []
@@ -89,8 +93,8 @@ class GraphedStep:
         self.captures += 1
 
     def __call__(self, batch: dict, step: int) -> dict:
-        if self.warmup_left > 0:
-            self.warmup_left -= 1
+        if self.warmup_left > 0 or self.failed is not None:
+            self.warmup_left = max(0, self.warmup_left - 1)
             return self._eager(batch, step)
         if self.graph is not None and not self._fits(batch):
             self.misfits += 1
@@ -99,7 +103,14 @@ class GraphedStep:
             self.graph = None  # the batches changed shape for good
         self.misfits = 0
         if self.graph is None:
-            self._capture(batch, step)  # records the step; the replay below takes it
+            try:
+                self._capture(batch, step)  # records the step; the replay below takes it
+            except RuntimeError as error:
+                self.invalidate()
+                self.failed = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                warnings.warn(f"fastgan: the training step could not be captured in a CUDA graph ({self.failed}); "
+                              f"training goes on without it", RuntimeWarning, stacklevel=2)
+                return self._eager(batch, step)
         for key, tensor in _tensors_of(batch).items():
             self.static_batch[key].copy_(tensor, non_blocking=True)
         self.graph.replay()

@@ -125,6 +125,24 @@ def test_a_nan_loss_in_a_replayed_step_is_reported_with_its_step():
 
 
 @cuda_only
+def test_a_step_that_cannot_be_captured_runs_eagerly_with_a_warning():
+    cfg = parse_config(GRAPHED_PIX2PIX)
+    _, step_fn, _ = _trainer(cfg)
+
+    def reading(batch, step, watch):
+        logs = step_fn(batch, step, watch)
+        float(logs["loss_D"])  # a host read, which a capture cannot record
+        return logs
+
+    runner = GraphedStep(reading, LossWatch(every=1000))
+    with pytest.warns(RuntimeWarning, match="could not be captured in a CUDA graph"):
+        for step, batch in enumerate(_batches([4] * (WARMUP_STEPS + 3))):
+            logs = runner(batch, step)
+    assert runner.failed and runner.captures == 0
+    assert all(torch.isfinite(v).all() for v in logs.values())
+
+
+@cuda_only
 def test_trainer_runs_captured_steps_and_resumes(tmp_path, capsys):
     args = [*GRAPHED_PIX2PIX, "--train.out_dir", str(tmp_path), "--train.max_steps", "8"]
     assert main(args) == 0
