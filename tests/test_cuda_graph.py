@@ -2,7 +2,7 @@
 configurations it cannot capture are refused at start-up, with the reason (everywhere)."""
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import pytest
 import torch
@@ -206,3 +206,78 @@ def test_cuda_graph_without_a_gpu_is_a_usage_error(tmp_path, capsys):
     assert main([*GRAPHED_PIX2PIX, "--train.out_dir", str(tmp_path)]) == 2
     assert "fastgan.train: error: train.cuda_graph needs a GPU" in capsys.readouterr().err
 
+
+
+# ----------------------------------------------------------------------------- the schedule, on any machine
+
+
+class _FakeGraphs:
+    """Stands in for torch.cuda's streams and graphs so that GraphedStep's schedule (which steps
+    run eagerly, which are captured, which replayed) is tested without a GPU. A fake capture runs
+    the step function once, as the real one records it; a fake replay runs nothing."""
+
+    def __init__(self, monkeypatch, fail_capture: bool = False):
+        self.capturing, self.replays = False, 0
+        outer = self
+
+        class Stream:
+            def wait_stream(self, other):
+                pass
+
+        class Graph:
+            def replay(self):
+                outer.replays += 1
+
+        @contextmanager
+        def graph(_graph, capture_error_mode="global"):
+            assert capture_error_mode == "thread_local"
+            outer.capturing = True
+            try:
+                if fail_capture:
+                    raise RuntimeError("operation not permitted when stream is capturing\ndetails")
+                yield
+            finally:
+                outer.capturing = False
+
+        for name, value in {"Stream": Stream, "current_stream": Stream, "stream": lambda s: nullcontext(),
+                            "synchronize": lambda: None, "CUDAGraph": Graph, "graph": graph}.items():
+            monkeypatch.setattr(torch.cuda, name, value)
+
+
+def _recording_step(calls: list, fakes: _FakeGraphs):
+    def step_fn(batch, step, watch):
+        calls.append((step, "capture" if fakes.capturing else "eager", batch["A"].shape[0]))
+        loss = batch["A"].mean()
+        watch.add(loss, "discriminator", step)
+        return {"loss_D": loss}
+    return step_fn
+
+
+def test_schedule_warm_up_capture_replay_short_batch_and_new_shape(monkeypatch):
+    fakes, calls = _FakeGraphs(monkeypatch), []
+    watch = LossWatch(every=1000)
+    runner = GraphedStep(_recording_step(calls, fakes), watch)
+    sizes = [4, 4, 4, 4, 4, 2, 4, 2, 2, 2]
+    for step, n in enumerate(sizes):
+        logs = runner({"A": torch.full((n, 3), float(step)), "name": ["x"] * n}, step)
+        assert set(logs) == {"loss_D"} and not logs["loss_D"].requires_grad
+    assert calls == [(0, "eager", 4), (1, "eager", 4), (2, "eager", 4), (3, "capture", 4), (5, "eager", 2),
+                     (7, "eager", 2), (8, "capture", 2)]
+    assert runner.captures == 2 and fakes.replays == 5  # steps 3, 4, 6, 8, 9
+    assert [step for _, _, step in watch.pending] == list(range(10)), "every step's loss reaches the watch"
+    runner.invalidate()
+    runner({"A": torch.ones(2, 3)}, 10)
+    assert runner.captures == 3, "an invalidated graph is captured again"
+
+
+def test_a_failed_capture_is_said_once_and_every_later_step_runs_eagerly(monkeypatch):
+    fakes, calls = _FakeGraphs(monkeypatch, fail_capture=True), []
+    runner = GraphedStep(_recording_step(calls, fakes), LossWatch(every=1000))
+    with pytest.warns(RuntimeWarning) as caught:
+        for step in range(WARMUP_STEPS + 3):
+            runner({"A": torch.ones(4, 3)}, step)
+    assert [str(w.message) for w in caught] == [
+        "fastgan: the training step could not be captured in a CUDA graph (operation not permitted when stream "
+        "is capturing); training goes on without it"]
+    assert [mode for _, mode, _ in calls] == ["eager"] * (WARMUP_STEPS + 3)
+    assert runner.captures == 0 and fakes.replays == 0
