@@ -256,7 +256,18 @@ class DALILoader:
                 position += 1
             finally:
                 source.close()
+                _shut_down(pipe)
                 del pipe
+
+
+def _shut_down(pipe) -> None:
+    """Stops a pipeline's executor threads now. Left to the garbage collector, a pipeline held in a
+    reference cycle (an exception's traceback) can be collected in a forked DataLoader worker, where
+    its Shutdown waits forever on threads the fork did not copy: a test run once hung so. DALI has no
+    public close; a pipeline shut down this way makes its own later __del__ a no-op."""
+    shutdown = getattr(pipe, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
 
 
 def choose_loader(requested: str, dataset, device: torch.device) -> tuple[str, str]:
