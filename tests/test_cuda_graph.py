@@ -12,7 +12,7 @@ from fastgan.config import ConfigError, parse_config, validate
 from fastgan.cuda_graph import WARMUP_STEPS, GraphedStep
 from fastgan.families import build_family
 from fastgan.train import LossWatch, NonFinite, main, make_optimizer, train_step
-from train_helpers import TINY_PIX2PIX, final_weights, tiny_dcgan, write_images
+from train_helpers import TINY_PIX2PIX, final_weights, tiny_dcgan, write_family_images
 
 
 def cuda_only(test):
@@ -171,11 +171,7 @@ def test_other_families_train_with_captured_steps(tmp_path, family):
                 "--model.ngf", "8", "--model.ndf", "8", "--train.batch_size", "4", "--train.progress", "false"]
     else:
         root = tmp_path / "data"
-        if family == "conditional":
-            write_images(root / "a", 4, seed=1)
-            write_images(root / "b", 4, seed=2)
-        else:
-            write_images(root, 8)
+        write_family_images(root, family, 8)
         args = tiny_dcgan(root, family)
     out = tmp_path / "run"
     assert main([*args, "--train.out_dir", str(out), "--train.max_steps", "8", "--train.cuda_graph", "true"]) == 0

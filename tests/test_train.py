@@ -16,7 +16,7 @@ import torch
 from fastgan import checkpoint
 from fastgan.train import main
 from train_helpers import (TINY_PIX2PIX, final_weights, loss_trace, metric_records, tiny_dcgan, write_aligned,
-                           write_images)
+                           write_family_images, write_images)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,11 +44,7 @@ def test_pix2pix_trains_and_leaves_outputs(tmp_path):
 @pytest.mark.parametrize("family", ["dcgan", "conditional"])
 def test_noise_families_train(tmp_path, family):
     data = tmp_path / "data"
-    if family == "conditional":
-        write_images(data / "cats", 8, seed=1)
-        write_images(data / "dogs", 8, seed=2)
-    else:
-        write_images(data, 16)
+    write_family_images(data, family, 16)
     out = tmp_path / "run"
     assert main([*tiny_dcgan(data, family), "--train.out_dir", str(out), "--train.max_steps", "5"]) == 0
     for key in ("loss_D", "loss_G"):

@@ -34,6 +34,16 @@ def write_images(folder, n: int, size: int = 40, seed: int = 0) -> None:
         Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
 
 
+def write_family_images(root, family: str, n: int) -> None:
+    """n random images as `family` reads them: two class folders (n // 2 each) for conditional,
+    one flat folder otherwise."""
+    if family == "conditional":
+        write_images(root / "cats", n // 2, seed=1)
+        write_images(root / "dogs", n // 2, seed=2)
+    else:
+        write_images(root, n)
+
+
 def write_aligned(folder, n: int, size: int = 36, seed: int = 0) -> None:
     """n aligned A|B images (two size x size halves side by side), the format of fastgan.prepare edges."""
     folder.mkdir(parents=True, exist_ok=True)
