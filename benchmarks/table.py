@@ -56,6 +56,16 @@ def _load(folder: Path) -> list[tuple[Path, dict | None, str | None]]:
     return loaded
 
 
+def _newest_first(loaded: list) -> list[tuple[Path, dict]]:
+    """The readable runs of _load(), newest first."""
+    return sorted(((p, r) for p, r, e in loaded if r is not None),
+                  key=lambda pr: (pr[1].get("started", ""), pr[0].name), reverse=True)
+
+
+def _commit(machine: dict) -> str:
+    return ((machine.get("git") or {}).get("commit") or "none")[:12]
+
+
 def _machine_note(path: Path, result: dict) -> str:
     m = result["machine"]
     where = m["device_name"]
@@ -76,8 +86,7 @@ def _machine_note(path: Path, result: dict) -> str:
     if m["device"] == "cuda" and m.get("driver"):
         where += f", driver {m['driver']}"
     dali = f"; DALI {m['dali'] or 'not installed'}" if "dali" in m else ""
-    git = m.get("git") or {}
-    commit = (git.get("commit") or "none")[:12] + (" + uncommitted changes" if git.get("dirty") else "")
+    commit = _commit(m) + (" + uncommitted changes" if (m.get("git") or {}).get("dirty") else "")
     state = "complete" if result.get("complete") else "**partial** (stopped before the end; rows missing)"
     return (f"`{path.name}`, produced on {where}; torch {m['torch']}, Python {m['python']}{dali}; "
             f"fastgan {backend}; commit {commit}; run {state}, "
@@ -314,8 +323,7 @@ def render(folder: Path) -> str:
              "\"vs\" columns are speedups (other time / this time, above 1 is faster). "
              "See ../README.md for what is measured.", ""]
     loaded = _load(folder)
-    good = sorted(((p, r) for p, r, e in loaded if r is not None),
-                  key=lambda pr: (pr[1].get("started", ""), pr[0].name), reverse=True)
+    good = _newest_first(loaded)
     if not loaded:
         lines += ["No results yet.", ""]
     for path, result in good:
@@ -350,25 +358,18 @@ def _command(result: dict) -> str:
 
 
 def _gpu_runs(folder: Path) -> tuple[list, list]:
-    """(GPU runs, complete ones before partial ones, newest first within each; every run, newest first)."""
-    runs = sorted(((p, r) for p, r, e in _load(folder) if r is not None),
-                  key=lambda pr: (pr[1].get("started", ""), pr[0].name), reverse=True)
+    """(GPU runs, complete ones before partial ones, newest first within each; every run, newest first).
+    The Performance block shows the first GPU run, else the first run of any kind; its machine note
+    says when a run is partial."""
+    runs = _newest_first(_load(folder))
     gpu = sorted((pr for pr in runs if pr[1]["machine"]["device"] == "cuda"),
                  key=lambda pr: not pr[1].get("complete"))  # stable: newest first within each
     return gpu, runs
 
 
-def _newest_run(folder: Path) -> tuple[Path, dict] | None:
-    """The newest GPU run (a complete one before a partial one), else the newest run of any kind; the
-    block says which, and the machine note says when a run is partial."""
-    gpu, runs = _gpu_runs(folder)
-    return (gpu or runs or [None])[0]
-
-
-def _earlier_suites(folder: Path, newest: dict, prefix: str) -> list[str]:
-    """For each suite the newest GPU run left out, the newest GPU run that measured it: a run of a few
-    suites replaces only their numbers on the front page."""
-    gpu, _ = _gpu_runs(folder)
+def _earlier_suites(gpu: list, newest: dict, prefix: str) -> list[str]:
+    """For each suite the newest GPU run left out, the newest GPU run (of `gpu`, _gpu_runs' order) that
+    measured it: a run of a few suites replaces only their numbers on the front page."""
     lines = []
     for suite in SUITE_ORDER:
         if _ran(newest, suite):
@@ -380,7 +381,7 @@ def _earlier_suites(folder: Path, newest: dict, prefix: str) -> list[str]:
         lines += [f"### The {suite} suite, from an earlier GPU run", "",
                   f"The run above left this suite out. These rows are from `{path.name}` "
                   f"({result['machine']['device_name']}, {result['started']}, commit "
-                  f"{((result['machine'].get('git') or {}).get('commit') or 'none')[:12]}), produced by "
+                  f"{_commit(result['machine'])}), produced by "
                   f"`{_command(result)}`.", ""]
         verdicts = targets.evaluate(result, suite)
         if verdicts:
@@ -396,7 +397,8 @@ def render_performance(folder: Path, readme: Path) -> str:
     """The README's Performance block: what produced the newest run, its targets, plots and tables."""
     rel = Path(os.path.relpath(folder, readme.resolve().parent)).as_posix()
     lines = [PERF_BEGIN, ""]
-    newest = _newest_run(folder)
+    gpu, runs = _gpu_runs(folder)
+    newest = (gpu or runs or [None])[0]
     if newest is None:
         return "\n".join(lines + ["No benchmark results yet.", "", PERF_END])
     path, result = newest
@@ -411,7 +413,7 @@ def render_performance(folder: Path, readme: Path) -> str:
               "benchmarks/README.md says what each row measures.", ""]
     body = _render_result(path, result, prefix=f"{rel}/")[2:]  # the lead above replaces the run's heading
     if m["device"] == "cuda":
-        body += _earlier_suites(folder, result, prefix=f"{rel}/")
+        body += _earlier_suites(gpu, result, prefix=f"{rel}/")
     return "\n".join(lines + body + [PERF_END])
 
 
