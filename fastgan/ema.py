@@ -3,7 +3,7 @@
 torch's AveragedModel reads its update counter on the host twice per update (n_averaged == 0,
 n_averaged > 0): each a sync that stalls the queue of kernels the host runs ahead with
 (benchmarks/README.md, "Host overhead"). This subclass reads it once, then keeps the answer;
-the arithmetic and the state_dict are torch's get_ema_multi_avg_fn and AveragedModel's.
+the averaging is torch's own get_ema_multi_avg_fn and the state_dict AveragedModel's.
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ class EMA(AveragedModel):
 
     def __init__(self, model: nn.Module, decay: float):
         super().__init__(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-        self.decay = decay
         self._started: bool | None = None  # n_averaged > 0, read from the device once
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
@@ -34,12 +33,12 @@ class EMA(AveragedModel):
             super().update_parameters(model)
             self._started = True
             return
-        averaged = list(itertools.chain(self.module.parameters(), self.module.buffers()))
-        current = [t.detach() for t in itertools.chain(model.parameters(), model.buffers())]
-        floats = [(a, c) for a, c in zip(averaged, current, strict=True) if a.is_floating_point()]
-        if floats:
-            torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], 1 - self.decay)
-        for a, c in zip(averaged, current, strict=True):
-            if not a.is_floating_point():  # counters such as num_batches_tracked, as get_ema_multi_avg_fn does
-                a.copy_(a * self.decay + c * (1 - self.decay))
+        pairs = list(zip(itertools.chain(self.module.parameters(), self.module.buffers()),
+                         (t.detach() for t in itertools.chain(model.parameters(), model.buffers())), strict=True))
+        # torch's multi_avg_fn takes floats and counters (num_batches_tracked) in separate lists, as
+        # AveragedModel groups them; the EMA's ignores the count it is passed.
+        for floating in (True, False):
+            group = [(a, c) for a, c in pairs if a.is_floating_point() == floating]
+            if group:
+                self.multi_avg_fn([a for a, _ in group], [c for _, c in group], self.n_averaged)
         self.n_averaged += 1
