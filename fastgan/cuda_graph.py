@@ -105,9 +105,9 @@ class GraphedStep:
         if self.graph is None:
             try:
                 self._capture(batch, step)  # records the step; the replay below takes it
-            except RuntimeError as error:
-                self.invalidate()
-                self.failed = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            except RuntimeError as error:  # _capture set nothing but its own invalidate()
+                reason = str(error).strip()
+                self.failed = reason.splitlines()[0] if reason else type(error).__name__
                 warnings.warn(f"fastgan: the training step could not be captured in a CUDA graph ({self.failed}); "
                               f"training goes on without it", RuntimeWarning, stacklevel=2)
                 return self._eager(batch, step)

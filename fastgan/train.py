@@ -679,12 +679,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         while step < total_steps and not stopping:
             factor = lr_factor(cfg, epoch)
-            if graphed is not None and any(group["lr"] != cfg.optim.lr * factor
-                                           for opt in optimizers.values() for group in opt.param_groups):
-                graphed.invalidate()  # the captured optimizer kernels hold the old rate
+            lr_changed = False
             for opt in optimizers.values():
                 for group in opt.param_groups:
+                    lr_changed |= group["lr"] != cfg.optim.lr * factor
                     group["lr"] = cfg.optim.lr * factor
+            if graphed is not None and lr_changed:
+                graphed.invalidate()  # the captured optimizer kernels hold the old rate
             sampler.set_epoch(epoch, start_batch)
             if hasattr(train_set, "set_epoch"):  # DALI draws crops in this process; torch indices carry it
                 train_set.set_epoch(epoch)
