@@ -10,7 +10,9 @@ loaders read the same files with the same crops, batch 16, workers or threads = 
 The data-wait rows train pix2pix (batch 16, the fastgan configuration of the training
 suite) from the trainer's own loader (fastgan.train.make_loader) and time, per step, how
 long the loop blocks on the next batch and its copy to the device against the whole step,
-synchronised at its end as the trainer's per-step finiteness check does.
+synchronised at its end so that no wait hides behind queued device work (an upper bound:
+the trainer itself does not synchronise every step). The loader's own share of the wait
+(next() alone, before the copy) is kept apart, to tell a slow loader from a slow copy.
 """
 from __future__ import annotations
 
@@ -210,19 +212,23 @@ def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
             epoch += 1
 
     warmup = 2 * case.workers + 1
-    waits, steps = [], []
+    waits, in_loader, steps = [], [], []
     stream = batches()
     for index in range(warmup + timed_steps):
         begin = time.perf_counter()
-        batch = to_device(next(stream), torch.device(device), config.channels_last)
+        host_batch = next(stream)
+        loaded = time.perf_counter()
+        batch = to_device(host_batch, torch.device(device), config.channels_last)
         _sync(device)
         fed = time.perf_counter()
         trainer_step(batch)
         _sync(device)
         if index >= warmup:
             waits.append(fed - begin)
+            in_loader.append(loaded - begin)
             steps.append(time.perf_counter() - begin)
     return {"wait_pct": 100 * sum(waits) / sum(steps), "median_wait_ms": statistics.median(waits) * 1e3,
+            "median_loader_ms": statistics.median(in_loader) * 1e3,
             "median_step_ms": statistics.median(steps) * 1e3, "img_per_s": case.train.batch * len(steps) / sum(steps),
             "steps_timed": len(steps), "steps_not_timed": warmup, "why": why}
 
@@ -235,7 +241,7 @@ def _loader_row(case: LoaderCase, files: int, pin_memory: bool, status: str = "o
 
 def _wait_row(case: WaitCase, files: int, status: str = "ok", note: str | None = None) -> dict:
     return {**case.as_dict(), "files": files, "status": status, "note": note, "wait_pct": None,
-            "median_wait_ms": None, "median_step_ms": None, "img_per_s": None}
+            "median_wait_ms": None, "median_loader_ms": None, "median_step_ms": None, "img_per_s": None}
 
 
 def _empty_row(case, sched: dict, pin_memory: bool, status: str = "ok", note: str | None = None) -> dict:
@@ -295,7 +301,8 @@ def _progress(row: dict) -> str:
         return f"data: {row['label']:<58} {row['note']}"
     if "wait_pct" in row:
         return (f"data: {row['label']:<58} waits {row['wait_pct']:5.2f}% of the step "
-                f"({row['median_wait_ms']:.2f} of {row['median_step_ms']:.1f} ms)")
+                f"({row['median_wait_ms']:.2f} of {row['median_step_ms']:.1f} ms, "
+                f"{row['median_loader_ms']:.2f} of it in the loader)")
     ratio = f"  {row['x_torch']:.2f}x torch" if row.get("x_torch") else ""
     return f"data: {row['label']:<58} {row['img_per_s']:9.1f} img/s{ratio}"
 

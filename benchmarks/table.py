@@ -215,11 +215,12 @@ def _data_table(result: dict) -> list[str]:
                      f"{_num(row.get('img_per_s'), '.1f')} | {_num(row.get('x_torch'), '.2f')} | {_status(row)} |")
     if wait_rows:
         lines += ["", "### Data wait in training (share of each step spent waiting for the next batch)", "",
-                  "| loader | case | stands for | data wait ms | step ms | wait % of step | img/s | status |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| loader | case | stands for | data wait ms | of it in the loader ms | step ms | wait % of step "
+                  "| img/s | status |", "|---|---|---|---|---|---|---|---|---|"]
         for row in wait_rows:
             lines.append(f"| {row['loader']} | {row['case']} | {row.get('stands_for') or '–'} | "
-                         f"{_num(row.get('median_wait_ms'), '.2f')} | {_num(row.get('median_step_ms'), '.1f')} | "
+                         f"{_num(row.get('median_wait_ms'), '.2f')} | {_num(row.get('median_loader_ms'), '.2f')} | "
+                         f"{_num(row.get('median_step_ms'), '.1f')} | "
                          f"{_num(row.get('wait_pct'), '.2f')} | {_num(row.get('img_per_s'), '.1f')} | "
                          f"{_status(row)} |")
     return lines + [""]

@@ -342,6 +342,7 @@ def test_data_wait_and_loader_rows_with_both_loaders(tmp_path):
         wait = data_suite.data_wait(dataset, data_suite.WaitCase(train, 1, loader), 3, "cpu")
         assert wait["steps_timed"] == 3 and wait["steps_not_timed"] == 3  # 2 x workers + 1
         assert 0 < wait["wait_pct"] < 100 and wait["median_wait_ms"] < wait["median_step_ms"]
+        assert 0 < wait["median_loader_ms"] <= wait["median_wait_ms"]  # next() is part of each step's wait
         assert wait["img_per_s"] > 0
 
     # The GPU targets judge DALI rows only: loader ratios over 2,000 files, the wait at pix2pix 256^2 batch 16.
