@@ -72,6 +72,20 @@ def _prepare_output(dst: Path, overwrite: bool) -> None:
         (dst / split).mkdir(parents=True, exist_ok=True)
 
 
+def _check_outside_outputs(dst: Path, inputs: dict[str, str | Path | None]) -> None:
+    """The split folders are emptied (--overwrite) and written: an input inside one would be lost."""
+    for flag, folder in inputs.items():
+        if folder is None:
+            continue
+        folder = Path(folder).resolve()
+        for split in SPLITS:
+            out = (dst / split).resolve()
+            if folder == out or out in folder.parents:
+                raise ValueError(f"{flag} {folder} lies in the output folder {dst / split}, which prepare "
+                                 f"empties and writes; choose a --dst whose {', '.join(SPLITS)} folders hold "
+                                 f"no input")
+
+
 def _decode_or_skip(path: Path, mode: str, skipped: list[str]) -> Image.Image | None:
     try:
         return decode_image(path, mode)
@@ -124,6 +138,7 @@ def prepare_edges(src: str | Path, dst: str | Path, size: int = 256, low: float 
         _check_edge_maps(photos, maps, Path(edge_maps))
     if dst.resolve() == src.resolve():
         raise ValueError(f"--dst {dst} must differ from --src {src}")
+    _check_outside_outputs(dst, {"--src": src, "--edge-maps": edge_maps})
     _prepare_output(dst, overwrite)
     summary: dict = {name: 0 for name in SPLITS}
     summary["skipped"] = []
@@ -204,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     _print_summary(summary, args.dst)
+    if not any(summary[name] for name in SPLITS):
+        print(f"error: no photo of --src {args.src} could be read, so {args.dst} holds no pairs", file=sys.stderr)
+        return 1
     return 0
 
 

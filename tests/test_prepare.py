@@ -94,6 +94,33 @@ def test_prepare_edges_on_the_embedded_photos(tmp_path, capsys):
             assert sample["name"] == stem and sample["A"].shape == sample["B"].shape == (3, 32, 32)
 
 
+@pytest.mark.parametrize("inside", ["train", "val/photos"])
+@pytest.mark.parametrize("flag", ["--src", "--edge-maps"])
+def test_refuses_inputs_inside_the_split_folders_it_empties(tmp_path, capsys, inside, flag):
+    """--overwrite empties DST/train, val and test: an input folder there would be deleted."""
+    dst = tmp_path / "data"
+    folder = dst / inside
+    folder.mkdir(parents=True)
+    for path in sorted(PHOTOS.glob("*.jpg")):
+        shutil.copy(path, folder / path.name)
+    args = ["--src", folder, "--edge-maps", folder] if flag == "--edge-maps" else ["--src", folder]
+    if flag == "--edge-maps":
+        args[1] = PHOTOS
+    code, _, err = run(capsys, *args, "--dst", dst, "--size", 16, "--overwrite")
+    assert code == 2 and f"{flag} {folder.resolve()} lies in the output folder {dst / inside.split('/')[0]}" in err
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in PHOTOS.glob("*.jpg"))
+
+
+def test_fails_when_no_photo_could_be_read(tmp_path, capsys):
+    src = tmp_path / "photos"
+    src.mkdir()
+    for name in ("a.jpg", "b.png"):
+        (src / name).write_bytes(b"not an image")
+    code, out, err = run(capsys, "--src", src, "--dst", tmp_path / "out", "--size", 16)
+    assert code == 1 and "wrote 0 edge|photo pairs" in out and "skipped 2 unreadable" in out
+    assert f"error: no photo of --src {src} could be read" in err
+
+
 def test_refuses_a_non_empty_destination_unless_overwrite(tmp_path, capsys):
     dst = tmp_path / "out"
     assert run(capsys, "--src", PHOTOS, "--dst", dst, "--size", 16)[0] == 0
