@@ -220,6 +220,10 @@ def test_caption_folder_format_and_its_errors(tmp_path):
     assert len(drawn) == 2, "each epoch draws one of the image's captions"
     with pytest.raises(FileNotFoundError, match="caption file /nowhere.txt not found"):
         read_captions("/nowhere.txt")
+    (tmp_path / "001.txt").write_bytes("a café noir".encode("latin-1"))
+    with pytest.raises(ValueError, match=re.escape(f"caption file {tmp_path / '001.txt'} is not UTF-8 text "
+                                                   f"(invalid continuation byte at byte 5)")):
+        CaptionedImageFolder(tmp_path, image_size=32)
 
 
 def test_shipped_captions_cover_every_photo_and_class():

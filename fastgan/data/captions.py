@@ -47,7 +47,12 @@ def read_captions(path: str | Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"caption file {path} not found (each image needs a same-named .txt file with "
                                 f"one caption per line)")
-    return parse_captions(path.read_text(encoding="utf-8"), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"caption file {path} is not UTF-8 text ({error.reason} at byte {error.start}); "
+                         f"save it as UTF-8") from None
+    return parse_captions(text, str(path))
 
 
 def shipped_captions(*parts: str) -> list[str]:
