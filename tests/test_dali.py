@@ -107,6 +107,69 @@ def test_class_folders_and_grayscale(tmp_path):
     assert (batches[0]["image"] - ref["image"]).abs().mean() < 0.05
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("classes", [False, True])
+def test_centre_windows_equal_the_torch_path_on_non_square_images(tmp_path, device, classes):
+    """The torch path's centre window floors an odd leftover ((W - size) // 2); shorter side = size
+    makes the resize an identity, so DALI must give the very same pixels, flips included."""
+    rng = np.random.default_rng(6)
+    folder = tmp_path / "only" if classes else tmp_path
+    folder.mkdir(exist_ok=True)
+    for i, (width, height) in enumerate([(35, 32), (32, 37), (33, 32), (40, 32), (32, 32), (32, 45)]):
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        Image.fromarray(image).save(folder / f"{i}.png")
+    ds = (ClassFolderDataset if classes else ImageFolderDataset)(tmp_path, image_size=32, flip=True, seed=3)
+    sampler = ShardedSampler(len(ds), 3, shuffle=False)
+    for e in range(2):
+        batches = epoch(DALILoader(ds, sampler, 3, device), sampler, ds, e)
+        ref = collate_skipping([ds[i] for i in range(len(ds))])
+        torch.testing.assert_close(torch.cat([b["image"] for b in batches]).cpu(), ref["image"], atol=1e-6, rtol=0)
+
+
+def test_resized_centre_window_takes_the_torch_geometry(tmp_path):
+    """33x20 to shorter side 10 is 16.5 wide: Python rounds that to 16 (half to even). DALI is given
+    the torch path's size and window rather than rounding its own way."""
+    from fastgan.data.dali import centre_crop
+    rng = np.random.default_rng(7)
+    smooth = np.kron(rng.integers(0, 256, (4, 6, 3)), np.ones((5, 6, 1))).astype(np.uint8)[:20, :33]
+    Image.fromarray(smooth).save(tmp_path / "0.png")
+    ds = ImageFolderDataset(tmp_path, image_size=10)
+    assert centre_crop(ds, 0, np.fromfile(tmp_path / "0.png", np.uint8)) == (16, 10, 0.5, 0.0, 0)
+    assert centre_crop(ds, 0, np.frombuffer(b"not an image", np.uint8)) == (10, 10, 0.0, 0.0, 0)
+    sampler = ShardedSampler(1, 1, shuffle=False)
+    dali = epoch(DALILoader(ds, sampler, 1, CPU), sampler, ds)[0]["image"][0]
+    assert (dali - ds[0]["image"]).abs().mean() < 0.03  # bicubic filters differ slightly, windows do not
+
+
+def test_exif_orientation_is_ignored_as_the_torch_path_does(tmp_path):
+    """An A|B JPEG tagged 'rotate 90': rotating it first would cut across both halves."""
+    a, b = np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32, 3), np.uint8)
+    a[..., 0], b[..., 2] = 255, 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    for i in range(2):
+        Image.fromarray(np.concatenate([a, b], 1)).save(tmp_path / f"{i}.jpg", exif=exif, quality=100)
+    ds = AlignedDataset(tmp_path, load_size=32, crop_size=32, flip=False)
+    sampler = ShardedSampler(len(ds), 2, shuffle=False)
+    batch = epoch(DALILoader(ds, sampler, 2, CPU), sampler, ds)[0]
+    ref = collate_skipping([ds[0], ds[1]])
+    assert ref["A"][:, 0].mean() > 0.9 and ref["B"][:, 2].mean() > 0.9  # red A, blue B
+    torch.testing.assert_close(batch["A"], ref["A"], atol=0.02, rtol=0)
+    torch.testing.assert_close(batch["B"], ref["B"], atol=0.02, rtol=0)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_16_bit_greyscale_png_is_scaled_not_clipped(tmp_path, channels):
+    ramp = np.arange(0, 65536, 64, dtype=np.uint16).reshape(32, 32)
+    Image.fromarray(ramp).save(tmp_path / "0.png")
+    ds = ImageFolderDataset(tmp_path, image_size=32, channels=channels)
+    expected = torch.from_numpy(np.rint(ramp / 257) / 127.5 - 1).float().expand(channels, 32, 32)
+    torch.testing.assert_close(ds[0]["image"], expected, atol=1e-6, rtol=0)
+    sampler = ShardedSampler(1, 1, shuffle=False)
+    torch.testing.assert_close(epoch(DALILoader(ds, sampler, 1, CPU), sampler, ds)[0]["image"][0], expected,
+                               atol=1e-6, rtol=0)
+
+
 def test_two_shards_cover_the_data_once(tmp_path):
     rng = np.random.default_rng(3)
     for i in range(10):

@@ -13,6 +13,7 @@ counts the unreadable files, so a corrupt image never ends a run.
 """
 from __future__ import annotations
 
+import io
 import queue
 import threading
 import warnings
@@ -20,9 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .collate import collate_skipping
 from .datasets import AlignedDataset, ClassFolderDataset, ImageFolderDataset, PairedFolderDataset
+from .files import DECODE_ERRORS
+from .transforms import center_crop_geometry
 
 SUPPORTED = (AlignedDataset, PairedFolderDataset, ImageFolderDataset, ClassFolderDataset)
 
@@ -51,19 +55,47 @@ def _read(path: Path) -> np.ndarray:
     return np.fromfile(path, dtype=np.uint8)
 
 
-def crop_parameters(dataset, index: int) -> tuple[float, float, int]:
+def _relative(offset: int, span: int) -> float:
+    """A window's offset as DALI's crop position: 0 = first, 1 = last possible pixel."""
+    return offset / span if span else 0.0
+
+
+def paired_crop(dataset, index: int) -> tuple[float, float, int]:
     """(relative x, relative y, mirror) drawn exactly as the torch transform draws them."""
     rng = dataset.rng(index)
     t = dataset.transform
-    if _paired(dataset):
-        if not t.train:
-            return 0.0, 0.0, 0
-        span = t.load_size - t.crop_size
-        left, top = int(rng.integers(span + 1)), int(rng.integers(span + 1))
-        mirror = bool(rng.random() < 0.5) and t.flip
-        return (left / span if span else 0.0), (top / span if span else 0.0), int(mirror)
+    if not t.train:
+        return 0.0, 0.0, 0
+    span = t.load_size - t.crop_size
+    left, top = int(rng.integers(span + 1)), int(rng.integers(span + 1))
     mirror = bool(rng.random() < 0.5) and t.flip
-    return 0.5, 0.5, int(mirror)
+    return _relative(left, span), _relative(top, span), int(mirror)
+
+
+def _header_size(encoded: np.ndarray) -> tuple[int, int] | None:
+    try:
+        with Image.open(io.BytesIO(encoded)) as image:
+            return image.size
+    except DECODE_ERRORS:
+        return None
+
+
+def centre_crop(dataset, index: int, encoded: np.ndarray) -> tuple[int, int, float, float, int]:
+    """(resized width, resized height, relative x, relative y, mirror) of the torch transform's
+    resize and centre window for this file, its size read from the header. An unreadable header
+    gives a placeholder: DALI then fails on the file, and the batch goes the torch path's way."""
+    size = dataset.transform.image_size
+    mirror = bool(dataset.rng(index).random() < 0.5) and dataset.transform.flip
+    header = _header_size(encoded)
+    if header is None:
+        return size, size, 0.0, 0.0, int(mirror)
+    width, height, left, top = center_crop_geometry(*header, size)
+    return width, height, _relative(left, width - size), _relative(top, height - size), int(mirror)
+
+
+def _columns(rows: list[tuple], dtypes: tuple) -> list[list[np.ndarray]]:
+    """Per-sample tuples as DALI's per-output lists of 0-d arrays."""
+    return [[np.array(row[k], dtype) for row in rows] for k, dtype in enumerate(dtypes)]
 
 
 class _BatchSource:
@@ -103,19 +135,17 @@ class _BatchSource:
 
     def _load(self, indices: list[int]) -> tuple:
         d = self.dataset
-        params = [crop_parameters(d, i) for i in indices]
-        xs = [np.array(p[0], np.float32) for p in params]
-        ys = [np.array(p[1], np.float32) for p in params]
-        mirrors = [np.array(p[2], np.int32) for p in params]
-        if isinstance(d, AlignedDataset):
-            return [_read(d.files[i]) for i in indices], xs, ys, mirrors
-        if isinstance(d, PairedFolderDataset):
-            return ([_read(d.pairs[i][0]) for i in indices], [_read(d.pairs[i][1]) for i in indices],
-                    xs, ys, mirrors)
+        if _paired(d):
+            crops = [paired_crop(d, i) for i in indices]
+            encoded = ([[_read(d.files[i]) for i in indices]] if isinstance(d, AlignedDataset)
+                       else [[_read(d.pairs[i][0]) for i in indices], [_read(d.pairs[i][1]) for i in indices]])
+            return (*encoded, *_columns(crops, (np.float32, np.float32, np.int32)))
+        encoded = [_read(d.samples[i][0] if isinstance(d, ClassFolderDataset) else d.files[i]) for i in indices]
+        crops = [centre_crop(d, i, e) for i, e in zip(indices, encoded)]
+        columns = _columns(crops, (np.float32, np.float32, np.float32, np.float32, np.int32))
         if isinstance(d, ClassFolderDataset):
-            return ([_read(d.samples[i][0]) for i in indices], xs, ys, mirrors,
-                    [np.array(d.samples[i][1], np.int64) for i in indices])
-        return [_read(d.files[i]) for i in indices], xs, ys, mirrors
+            return encoded, *columns, [np.array(d.samples[i][1], np.int64) for i in indices]
+        return encoded, *columns
 
     def __call__(self):
         item = self.ready.get()
@@ -166,7 +196,8 @@ class DALILoader:
                                             output_layout=layout, dtype=types.FLOAT)
 
         def decode(encoded):
-            return fn.decoders.image(encoded, device="mixed" if gpu else "cpu",
+            # The torch path (PIL) ignores EXIF orientation; a rotated A|B image would also split wrongly.
+            return fn.decoders.image(encoded, device="mixed" if gpu else "cpu", adjust_orientation=False,
                                      output_type=types.GRAY if gray else types.RGB)
 
         def resize_square(image, size: int):
@@ -191,13 +222,13 @@ class DALILoader:
                         a, b = b, a
                 return (finish(resize_square(a, size), x, y, mirror, t.crop_size),
                         finish(resize_square(b, size), x, y, mirror, t.crop_size))
-            size = d.transform.image_size
             if isinstance(d, ClassFolderDataset):
-                encoded, x, y, mirror, label = fn.external_source(source=source, num_outputs=5, batch=True)
+                encoded, width, height, x, y, mirror, label = fn.external_source(source=source, num_outputs=7,
+                                                                                 batch=True)
             else:
-                encoded, x, y, mirror = fn.external_source(source=source, num_outputs=4, batch=True)
-            image = fn.resize(decode(encoded), resize_shorter=size, interp_type=types.INTERP_CUBIC)
-            image = finish(image, x, y, mirror, size)
+                encoded, width, height, x, y, mirror = fn.external_source(source=source, num_outputs=6, batch=True)
+            image = fn.resize(decode(encoded), resize_x=width, resize_y=height, interp_type=types.INTERP_CUBIC)
+            image = finish(image, x, y, mirror, d.transform.image_size)
             return (image, label) if isinstance(d, ClassFolderDataset) else (image,)
 
         pipe = pipeline()

@@ -4,10 +4,13 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MAX_LISTED = 5
+# PIL's modes for one channel of more than 8 bits (16-bit PNG greyscale opens as I;16 or I).
+WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 class UnreadableImageWarning(UserWarning):
@@ -63,10 +66,19 @@ def image_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
+def eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit greyscale scaled to 8 bits (value / 257, rounded: 65535 -> 255), as DALI decodes it.
+    PIL's convert would clip every value above 255 instead, turning such an image nearly white."""
+    if image.mode not in WIDE_GREY_MODES:
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    return Image.fromarray(np.clip(np.rint(values / 257), 0, 255).astype(np.uint8), "L")
+
+
 def decode_image(path: Path, mode: str = "RGB") -> Image.Image:
     """The fully decoded image in `mode`; raises one of DECODE_ERRORS when it cannot be read."""
     with Image.open(path) as image:
-        return image.convert(mode)
+        return eight_bit(image).convert(mode)
 
 
 def load_image(path: Path, mode: str = "RGB") -> Image.Image | None:

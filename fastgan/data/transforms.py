@@ -22,12 +22,18 @@ def to_tensor(image: Image.Image | np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32)).div_(127.5).sub_(1.0)
 
 
+def center_crop_geometry(width: int, height: int, size: int) -> tuple[int, int, int, int]:
+    """(resized width, resized height, left, top) of resize_center_crop; the DALI loader takes the
+    same numbers, so both loaders cut the same window."""
+    scale = size / min(width, height)
+    resized_width, resized_height = max(size, round(width * scale)), max(size, round(height * scale))
+    return resized_width, resized_height, (resized_width - size) // 2, (resized_height - size) // 2
+
+
 def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
     """Scales the shorter side to `size` and keeps the centre square, so nothing is stretched."""
-    scale = size / min(image.size)
-    width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+    width, height, left, top = center_crop_geometry(image.width, image.height, size)
     image = image.resize((width, height), Image.BICUBIC)
-    left, top = (width - size) // 2, (height - size) // 2
     return image.crop((left, top, left + size, top + size))
 
 
