@@ -1,6 +1,8 @@
 """fastgan.metrics against independent references: closed forms, skimage, OpenCV, numpy/scipy."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import cv2
@@ -12,6 +14,7 @@ import torch.nn.functional as F
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
 
+from conftest import ROOT
 from fastgan.metrics import (FrechetAndKernelDistance, InceptionFeatures, evaluate_pairs, l1, psnr, sharpness,
                              ssim)
 
@@ -85,6 +88,17 @@ def test_ssim_float32_input_matches_skimage_within_float32_rounding():
 def test_ssim_of_identical_images_is_one():
     images = random_images(2, 3, 16, 16)
     torch.testing.assert_close(ssim(images, images.clone()), torch.ones(2, dtype=torch.float64))
+
+
+def test_ssim_memory_stays_near_the_images_own():
+    """16 RGB images of 128x128 are 6 MB in float64; the windowed sums may take a few times that.
+    (A float64 convolution on the CPU unfolded every window: about 1.3 GB for these.)"""
+    script = ("import resource, torch; from fastgan.metrics import ssim; "
+              "x = torch.rand(16, 3, 128, 128) * 2 - 1; y = x.flip(0); "
+              "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; ssim(x, y); "
+              "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)")
+    grown = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert int(grown.stdout.split()[-1]) < 150, grown.stdout  # MB
 
 
 def test_ssim_rejects_images_smaller_than_its_window():
