@@ -108,13 +108,33 @@ def load(path: str | Path, map_location="cpu") -> dict:
     return ckpt
 
 
-def list_checkpoints(folder: str | Path) -> list[Path]:
-    """Step checkpoints in `folder`, newest first."""
-    folder = Path(folder)
+def _stepped(folder: Path) -> list[tuple[int, Path]]:
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
-    return [p for _, p in sorted(found, reverse=True)]
+    return sorted(((int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))), reverse=True)
+
+
+def list_checkpoints(folder: str | Path) -> list[Path]:
+    """Step checkpoints in `folder`, newest first."""
+    return [p for _, p in _stepped(Path(folder))]
+
+
+def set_aside_after(folder: str | Path, step: int) -> tuple[Path, int] | None:
+    """Moves the step checkpoints numbered after `step` into folder/abandoned-after-<step>, and returns
+    (that folder, how many). A run resumed from an earlier checkpoint starts another timeline: left in
+    place, the later files would make pruning (by step number) delete the new checkpoints, and
+    --train.resume auto pick the abandoned timeline. Nothing is deleted."""
+    folder = Path(folder)
+    later = [p for s, p in _stepped(folder) if s > step]
+    if not later:
+        return None
+    target, n = folder / f"abandoned-after-{step:08d}", 2
+    while target.exists():
+        target, n = folder / f"abandoned-after-{step:08d}-{n}", n + 1
+    target.mkdir()
+    for path in later:
+        path.rename(target / path.name)
+    return target, len(later)
 
 
 def load_latest(folder: str | Path, map_location="cpu") -> tuple[dict, Path] | None:

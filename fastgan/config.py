@@ -282,6 +282,8 @@ def load_yaml(cfg: Config, path: str | Path) -> None:
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (data, model, loss, optim, train)")
+    # A section whose keys are all commented out reads as None: an empty section, not a key.
+    tree = {key: {} if value is None and key in _sections() else value for key, value in tree.items()}
     for dotted, value in _flatten(tree).items():
         try:
             _set(cfg, dotted, value)
@@ -316,6 +318,9 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     for key, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{key} must be >= 0, got {value}")
+    if not 0 <= t.seed <= 2**32 - world_size:  # each process seeds NumPy with seed + rank, which takes 32 bits
+        raise ConfigError(f"train.seed must be in [0, {2**32 - world_size}] with {world_size} process(es), "
+                          f"got {t.seed}")
     if o.schedule != "linear" and o.epochs == 0:
         raise ConfigError(f"optim.epochs must be > 0 for optim.schedule={o.schedule} (optim.epochs_decay only adds "
                           f"epochs to the linear schedule)")

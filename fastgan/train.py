@@ -258,6 +258,15 @@ def nonfinite_role(tensors: dict[str, Iterable[torch.Tensor]]) -> str | None:
     return None
 
 
+def logged_by_step(line: str, step: int) -> bool:
+    """Whether a metrics.jsonl line belongs to the run up to `step`; a line torn by a crash does not."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(record, dict) and record.get("step", 0) <= step
+
+
 def newest_good_checkpoint(folder: Path, resumed_from: Path | None) -> Path | None:
     """The newest step checkpoint in `folder` that loads and holds finite weights, else the one this run
     resumed from (it may lie elsewhere)."""
@@ -290,7 +299,7 @@ def data_position_changes(changes: dict[str, tuple], saved_samples: int, train_s
     the training set's size) that would make a resume replay or skip samples."""
     moved = [f"{key}: checkpoint {old!r}, now {new!r}" for key, (old, new) in changes.items()
              if key in DATA_POSITION_KEYS and old is not None
-             and not (key == "data.root" and os.path.normpath(old) == os.path.normpath(new))]
+             and not (key == "data.root" and os.path.realpath(old) == os.path.realpath(new))]
     if saved_samples != train_samples:
         moved.append(f"training samples: checkpoint {saved_samples}, now {train_samples}")
     return moved
@@ -396,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     is_main = rank == 0
     t = cfg.train
     out = Path(t.out_dir)
+    if out.exists() and not out.is_dir():
+        return usage_error(f"train.out_dir {out} exists and is not a folder")
     precision = resolve_precision(t.precision, device)
     if t.cuda_graph and device.type != "cuda":
         return usage_error("train.cuda_graph needs a GPU: CUDA graphs capture CUDA kernels")
@@ -435,7 +446,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- models
     torch.manual_seed(t.seed)  # identical initial weights on every rank
-    family = build_family(cfg)
+    try:  # model.init_generator, model.text_encoder, loss.vgg_weights: missing, foreign or mismatched files
+        family = build_family(cfg)
+    except (OSError, ValueError) as e:
+        return usage_error(str(e))
     torch.manual_seed(t.seed + rank)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for role, model in family.models.items():
@@ -526,6 +540,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fastgan: {t.out_dir} already holds a run (continue it with --train.resume auto); this fresh "
                   f"run writes to {out}", flush=True)
 
+    if t.resume and world_size > 1:
+        dist.barrier(group=control)  # every process has read its checkpoint before rank 0 moves any
+    if t.resume and is_main:
+        aside = ckpt_io.set_aside_after(out, step)
+        if aside is not None:
+            print(f"fastgan: {out} held {aside[1]} checkpoint(s) after step {step}, from a run this one does not "
+                  f"continue; moved them to {aside[0]}", flush=True)
+
+    def resume_options(what: str) -> str:
+        """The options that continue this run: a fresh run redirected to out-2 must name its folder."""
+        return f"--train.resume {what}" if out == Path(t.out_dir) else f"--train.out_dir {out} --train.resume {what}"
+
     epochs = total_epochs(cfg)
     total_steps = epochs * sampler.steps_per_epoch
     if t.max_steps:
@@ -537,8 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         metrics_path = out / "metrics.jsonl"
         if metrics_path.exists():  # drop lines a crashed run wrote after the checkpoint we resume from
-            kept = [line for line in metrics_path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= step]
+            kept = [line for line in metrics_path.read_text().splitlines() if logged_by_step(line, step)]
             metrics_path.write_text("".join(line + "\n" for line in kept))
         metrics_file = open(metrics_path, "a")
         if resumed_from is None or not (out / "config.json").exists():
@@ -755,8 +780,9 @@ def main(argv: list[str] | None = None) -> int:
     if is_main:
         if exit_code == 1:
             good = newest_good_checkpoint(out, resumed_from)
-            advice = (f"the newest good checkpoint is {good}: resume from it with --train.resume {good} and a lower "
-                      f"learning rate or another train.precision" if good is not None else
+            advice = (f"the newest good checkpoint is {good}: resume from it with "
+                      f"{resume_options(str(good))} and a lower learning rate or another "
+                      f"train.precision" if good is not None else
                       "there is no earlier checkpoint: start again with a lower learning rate or another "
                       "train.precision")
             print(f"fastgan: {end_reason} at step {step}; the state after it may be corrupt, so no checkpoint was "
@@ -765,7 +791,7 @@ def main(argv: list[str] | None = None) -> int:
             usage_error(end_reason)
         elif stopping:
             print(f"fastgan: {end_reason} at step {step}; wrote {out / ckpt_io.checkpoint_name(step)}; continue "
-                  f"with --train.resume auto", flush=True)
+                  f"with {resume_options('auto')}", flush=True)
         log({"step": step, "epoch": epoch, "images": images, **last_logs, "result": end_reason, "summary": True})
         writer.close()
         metrics_file.close()

@@ -56,6 +56,17 @@ def test_unknown_key_suggests_and_lists(capsys):
     assert "valid keys:" in err and "optim.lr" in err
 
 
+def test_a_yaml_section_with_every_key_commented_out_is_empty(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  # lr: 0.001\ntrain:\n  batch_size: 3\n")
+    cfg = Config()
+    load_yaml(cfg, path)
+    assert cfg.train.batch_size == 3 and cfg.optim.lr == Config().optim.lr
+    path.write_text("optimizer:\n")
+    with pytest.raises(ConfigError, match="unknown config key 'optimizer'"):
+        load_yaml(Config(), path)
+
+
 def test_unknown_yaml_key_names_the_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("optim:\n  learning_rate: 0.1\n")

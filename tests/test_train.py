@@ -389,6 +389,79 @@ def test_fresh_run_never_writes_into_an_earlier_run(tmp_path, capsys):
     assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "run-2")] == ["ckpt_00000002.pt"]
 
 
+def test_stop_advice_names_the_redirected_folder(tmp_path, monkeypatch, capsys):
+    """A second fresh run goes to out-2: stopping it must say how to continue it, not the first run."""
+    from fastgan import train as trainer
+    out = tmp_path / "run"
+    assert train(out, "--train.max_steps", "1") == 0
+    monkeypatch.setattr(trainer.StopRequest, "requested", True, raising=False)
+    monkeypatch.setattr(trainer.StopRequest, "__init__", lambda self: None)
+    assert train(out, "--train.max_steps", "5") == 0
+    text = capsys.readouterr().out
+    assert f"continue with --train.out_dir {out}-2 --train.resume auto" in text
+    monkeypatch.undo()
+    assert train(out, "--train.max_steps", "3", "--train.out_dir", f"{out}-2", "--train.resume", "auto") == 0
+    assert "resumed from" in capsys.readouterr().out and (tmp_path / "run-2" / "ckpt_00000003.pt").exists()
+
+
+def test_resuming_an_earlier_checkpoint_sets_the_later_ones_aside(tmp_path, capsys):
+    """Checkpoints of the abandoned continuation are moved, not deleted, and can no longer make pruning
+    drop the new ones or --train.resume auto pick them."""
+    assert train(tmp_path, "--train.max_steps", "4", "--train.ckpt_every", "1", "--train.keep_last", "4") == 0
+    earlier = tmp_path / "earlier.pt"
+    (tmp_path / "ckpt_00000002.pt").rename(earlier)
+    capsys.readouterr()
+    assert train(tmp_path, "--train.max_steps", "3", "--train.keep_last", "1", "--train.resume", str(earlier)) == 0
+    aside = tmp_path / "abandoned-after-00000002"
+    assert (f"{tmp_path} held 2 checkpoint(s) after step 2, from a run this one does not continue; moved them "
+            f"to {aside}") in capsys.readouterr().out
+    assert sorted(p.name for p in aside.iterdir()) == ["ckpt_00000003.pt", "ckpt_00000004.pt"]
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["ckpt_00000003.pt"]
+    assert checkpoint.load((tmp_path / "best.pt"))["step"] == 3
+    assert train(tmp_path, "--train.max_steps", "4", "--train.resume", "auto") == 0
+    assert "resumed from " + str(tmp_path / "ckpt_00000003.pt") in capsys.readouterr().out
+
+
+def test_a_torn_metrics_line_does_not_block_a_resume(tmp_path):
+    assert train(tmp_path, "--train.max_steps", "2") == 0
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "epoch": 0, "loss_D": 0.69')  # a crash in mid-write
+    assert train(tmp_path, "--train.max_steps", "3", "--train.resume", "auto") == 0
+    steps = [r["step"] for r in metric_records(tmp_path) if "loss_G" in r and not r.get("summary")]
+    assert steps == [1, 2, 3]
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**33])
+def test_a_seed_numpy_cannot_take_is_a_config_error(tmp_path, capsys, seed):
+    with pytest.raises(SystemExit) as stopped:
+        train(tmp_path, "--train.seed", str(seed))
+    assert stopped.value.code == 2
+    assert f"error: train.seed must be in [0, 4294967295] with 1 process(es), got {seed}" in capsys.readouterr().err
+
+
+def test_a_wrong_init_generator_is_a_one_line_error(tmp_path, capsys):
+    assert train(tmp_path / "a", "--train.max_steps", "1") == 0
+    ckpt = tmp_path / "a" / "ckpt_00000001.pt"
+    capsys.readouterr()
+    assert train(tmp_path / "b", "--model.family", "srgan", "--model.init_generator", str(ckpt)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastgan.train: error: model.init_generator {ckpt} holds a 'pix2pix' checkpoint")
+    assert err.count("\n") == 1
+
+
+def test_an_out_dir_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert train(tmp_path / "file", "--train.max_steps", "1") == 2
+    assert capsys.readouterr().err == f"fastgan.train: error: train.out_dir {tmp_path / 'file'} exists and is not a folder\n"
+
+
+def test_resume_takes_the_data_root_however_it_is_written(tmp_path, monkeypatch):
+    write_aligned(tmp_path / "data", 8)
+    monkeypatch.chdir(tmp_path)
+    assert aligned_run("data", tmp_path / "run", "--train.max_steps", "1") == 0
+    assert aligned_run(tmp_path / "data", tmp_path / "run", "--train.max_steps", "2", "--train.resume", "auto") == 0
+
+
 def test_fused_and_stock_layers_train_identically(tmp_path):
     """fused=False swaps in nn.BatchNorm2d + activations; a few steps agree to float tolerance."""
     assert train(tmp_path / "fused", "--train.max_steps", "3", "--model.dropout", "false") == 0
