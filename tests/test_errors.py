@@ -55,6 +55,14 @@ def test_channel_vector_mismatch():
         fops.bn_act_apply(x, torch.zeros(3), torch.ones(3, 1))
 
 
+def test_bn_act_eval_checks_its_input_first():
+    stats = torch.ones(3)
+    with pytest.raises(ValueError, match=r"expected 4D input \(N, C, H, W\), got 1D input of shape \(3,\)"):
+        fops.bn_act_eval(torch.randn(3), stats, stats)
+    with pytest.raises(TypeError, match="expected a torch.Tensor, got list"):
+        fops.bn_act_eval([1.0, 2.0], stats, stats)
+
+
 @pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.bool])
 def test_integer_input(dtype):
     """Integer/bool input is rejected naming the dtype."""

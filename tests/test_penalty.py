@@ -53,6 +53,22 @@ def test_linear_critic_gives_the_closed_forms_whatever_eps():
     torch.testing.assert_close(w.grad, w0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("name", PENALTIES)
+def test_critics_of_other_dtypes_take_their_own_dtype(name, dtype):
+    """A .double() or .bfloat16() critic: the interpolated samples must reach it in its dtype."""
+    torch.manual_seed(3)
+    critic = nn.Sequential(nn.Conv2d(2, 4, 3), nn.Flatten(), nn.Linear(4, 1)).to(dtype)
+    real, fake = torch.randn(3, 2, 3, 3, dtype=dtype), torch.randn(3, 2, 3, 3, dtype=dtype)
+    value = PENALTIES[name](critic, real, fake)
+    assert value.dtype == torch.float32 and torch.isfinite(value)
+    if dtype == torch.float64:  # the same critic in fp32 gives the same value to fp32 precision
+        torch.manual_seed(4)
+        expected = PENALTIES[name](critic.float(), real.float(), fake.float())
+        torch.manual_seed(4)
+        torch.testing.assert_close(PENALTIES[name](critic.double(), real, fake), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_a_logit_map_is_one_score_per_sample_its_mean():
     """A PatchGAN-like N x 1 x 2 x 3 map of linear logits: the score is the map's mean, so the
     input gradient is the mean of the six weight columns (a sum would give six times that)."""

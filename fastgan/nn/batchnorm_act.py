@@ -50,7 +50,7 @@ class BatchNormLeakyReLU2d(_NormBase):
     def _momentum_factor(self):
         """nn.BatchNorm2d's averaging factor; a tensor for momentum=None (no host sync)."""
         if self.momentum is None:
-            return (1.0 / self.num_batches_tracked).to(self.running_mean.dtype)
+            return self.num_batches_tracked.to(self.running_mean.dtype).reciprocal()  # float64 stays float64
         return self.momentum
 
     def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, count) -> None:

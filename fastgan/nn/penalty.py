@@ -44,9 +44,12 @@ def wgan_gp_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor,
     if real.shape != fake.shape:
         raise ValueError(f"real and fake samples must have the same shape, got {tuple(real.shape)} and "
                          f"{tuple(fake.shape)}")
-    eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device, dtype=torch.float32)
-    fake = fake.detach().float()
-    between = fake + eps * (real.detach().float() - fake)
+    # Mixed in at least fp32, then handed to the critic in the samples' own dtype (a float64 or
+    # bf16 critic takes no fp32 input).
+    work = torch.promote_types(real.dtype, torch.float32)
+    eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device, dtype=work)
+    fake = fake.detach().to(work)
+    between = (fake + eps * (real.detach().to(work) - fake)).to(real.dtype)
     norm = _input_gradient(critic, between, grad_scale).norm(2, dim=1)
     return (norm - 1).pow(2).mean()
 

@@ -117,6 +117,7 @@ def bn_act_apply(x, mean, invstd, weight=None, bias=None, negative_slope: float 
 def bn_act_eval(x, running_mean, running_var, weight=None, bias=None, eps: float = 1e-5,
                 negative_slope: float = 0.2, save_output: bool = False):
     """Eval-mode BatchNorm + LeakyReLU from running statistics."""
+    _check_bn_input(x)
     _check_channel_vector(running_var, x, "running_var")
     invstd = torch.rsqrt(running_var.to(reference.stat_dtype(x)) + eps)
     return bn_act_apply(x, running_mean, invstd, weight, bias, negative_slope, save_output)
