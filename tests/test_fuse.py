@@ -178,13 +178,13 @@ def test_fuse_sync_batchnorm():
     and behave like the stock pair outside a process group (eval)."""
     group = object()
     model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.SyncBatchNorm(4, process_group=group), nn.LeakyReLU(0.2),
-                          nn.SyncBatchNorm(4), nn.ReLU())
+                          nn.ConvTranspose2d(4, 4, 1), nn.SyncBatchNorm(4), nn.ReLU())
     original = randomize_norms(copy.deepcopy(model))
     model = copy.deepcopy(original)
     group = model[1].process_group
     assert fuse_bn_act(model) == 2
     assert type(model[1]) is SyncBatchNormLeakyReLU2d and model[1].process_group is group
-    assert type(model[3]) is SyncBatchNormLeakyReLU2d and model[3].negative_slope == 0.0
+    assert type(model[4]) is SyncBatchNormLeakyReLU2d and model[4].negative_slope == 0.0
     assert list(model.state_dict()) == list(original.state_dict())
     original.eval()
     model.eval()
@@ -192,6 +192,69 @@ def test_fuse_sync_batchnorm():
     assert_close(model(x), original(x))
     # In training, with no process group, the fused module uses the local batch (like BatchNorm2d).
     model.train()
-    ref = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.LeakyReLU(0.2), nn.BatchNorm2d(4), nn.ReLU())
+    ref = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.LeakyReLU(0.2), nn.ConvTranspose2d(4, 4, 1),
+                        nn.BatchNorm2d(4), nn.ReLU())
     ref.load_state_dict(original.state_dict())
     assert_close(model(x), ref(x))
+
+
+def _unchanged_by_fuse(model, x, expected_warning):
+    reference = copy.deepcopy(model)
+    with pytest.warns(UserWarning, match=expected_warning):
+        assert fuse_bn_act(model) == 0
+    assert_close(model(x), reference(x))
+
+
+def test_sync_batchnorm_of_another_rank_is_not_fused():
+    """torch's convert_sync_batchnorm also turns BatchNorm1d/3d into SyncBatchNorm, whose input rank
+    fuse cannot know: only one right after a 2-D convolution is fused."""
+    model = nn.SyncBatchNorm.convert_sync_batchnorm(
+        nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.LeakyReLU(0.2))).eval()
+    _unchanged_by_fuse(model, torch.randn(3, 5), r"left 1 pair\(s\) unfused: 1 \(a SyncBatchNorm may stand for")
+
+
+class TwiceUsed(nn.Sequential):
+    def forward(self, x):
+        return self[1](self[0](x)) + self[0](x)
+
+
+def test_a_sequential_with_its_own_forward_is_not_fused():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), TwiceUsed(nn.BatchNorm2d(4), nn.LeakyReLU(0.2)))
+    _unchanged_by_fuse(randomize_norms(model), torch.randn(2, 3, 4, 4),
+                       r"1\.0 \(TwiceUsed has its own forward\(\)")
+
+
+def test_layers_with_hooks_are_not_fused():
+    model = randomize_norms(nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.ReLU()))
+    seen = []
+    model[1].register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    _unchanged_by_fuse(model, torch.randn(2, 3, 4, 4), r"1 \(a hook is registered on the norm or the activation\)")
+    assert len(seen) == 2  # the hook still runs
+
+
+def test_a_norm_held_under_two_names_is_not_fused():
+    """self.bn also placed in self.body: swapping the body's slot would leave self.bn a stale module."""
+    class Aliased(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn = nn.BatchNorm2d(4)
+            self.body = nn.Sequential(nn.Conv2d(3, 4, 1), self.bn, nn.ReLU())
+
+        def forward(self, x):
+            return self.body(x)
+
+    model = Aliased()
+    _unchanged_by_fuse(model, torch.randn(2, 3, 4, 4), r"body\.1 \(the norm is also held under another name\)")
+    assert model.bn is model.body[1]
+
+
+def test_a_shared_activation_and_a_shared_sequential_are_still_fused():
+    """Swapping a slot of a Sequential held twice changes it for both holders alike, and an activation
+    instance used elsewhere too keeps working there."""
+    act = nn.ReLU()
+    block = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), act)
+    model = randomize_norms(nn.Sequential(nn.Conv2d(3, 4, 1), block, block, act))
+    reference = copy.deepcopy(model)
+    assert fuse_bn_act(model) == 1
+    x = torch.randn(2, 3, 4, 4)
+    assert_close(model(x), reference(x))

@@ -1,6 +1,9 @@
 """Swaps BatchNorm2d -> LeakyReLU/ReLU pairs in other people's models for the fused module."""
 from __future__ import annotations
 
+import warnings
+from collections import Counter
+
 from torch import nn
 
 from .batchnorm_act import BatchNormLeakyReLU2d, SyncBatchNormLeakyReLU2d, adopt_norm_state
@@ -24,6 +27,33 @@ def _is_act(module: nn.Module) -> bool:
     return type(module) in (nn.LeakyReLU, nn.ReLU)
 
 
+def _has_hooks(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or module._backward_pre_hooks)
+
+
+def _references(model: nn.Module) -> Counter:
+    """How many module slots hold each module (by id): a norm held twice has an alias."""
+    return Counter(id(child) for module in model.modules() for child in module._modules.values()
+                   if child is not None)
+
+
+def _why_not(sequential: nn.Sequential, index: int, references: Counter) -> str | None:
+    """Why the pair at index, index + 1 cannot be swapped without changing what the model does."""
+    norm, act = sequential[index], sequential[index + 1]
+    if type(sequential).forward is not nn.Sequential.forward:
+        return f"{type(sequential).__name__} has its own forward(), which may use the layers otherwise"
+    if _has_hooks(norm) or _has_hooks(act):
+        return "a hook is registered on the norm or the activation"
+    if references[id(norm)] > 1:
+        return "the norm is also held under another name"
+    if isinstance(norm, nn.SyncBatchNorm) and not (
+            index > 0 and type(sequential[index - 1]) in (nn.Conv2d, nn.ConvTranspose2d)):
+        return ("a SyncBatchNorm may stand for BatchNorm1d/3d; it is fused only right after a Conv2d or "
+                "ConvTranspose2d (or fuse before torch's convert_sync_batchnorm)")
+    return None
+
+
 def fuse_bn_act(model: nn.Module, inplace: bool = False) -> int:
     """Fuses every BatchNorm2d (or SyncBatchNorm) directly followed by LeakyReLU/ReLU
     inside an nn.Sequential, in place, and returns how many pairs it fused.
@@ -31,15 +61,26 @@ def fuse_bn_act(model: nn.Module, inplace: bool = False) -> int:
     The norm's slot gets the fused module (same weights, buffers and state_dict keys)
     and the activation's slot an nn.Identity, so the keys of everything after it stay
     where they were. Pairs split across forward() code cannot be seen and are left alone.
-    inplace=True makes the fused LeakyReLU layers in-place (ReLU ones cannot be).
+    A pair whose swap could change what the model computes is left alone too, with one
+    warning naming each and why: inside a Sequential subclass with its own forward(), with
+    hooks, with the norm also held under another name, or a SyncBatchNorm whose input may
+    not be 4-D. inplace=True makes the fused LeakyReLU layers in-place (ReLU ones cannot be).
     """
-    fused = 0
-    for sequential in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+    references = _references(model)
+    fused, skipped = 0, []
+    for name, sequential in [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Sequential)]:
         names = list(sequential._modules)
-        for first, second in zip(names, names[1:]):
+        for index, (first, second) in enumerate(zip(names, names[1:])):
             norm, act = sequential._modules[first], sequential._modules[second]
-            if _is_norm(norm) and _is_act(act):
-                sequential._modules[first] = _fused_like(norm, act, inplace)
-                sequential._modules[second] = nn.Identity()
-                fused += 1
+            if not (_is_norm(norm) and _is_act(act)):
+                continue
+            reason = _why_not(sequential, index, references)
+            if reason is not None:
+                skipped.append(f"{f'{name}.' if name else ''}{first} ({reason})")
+                continue
+            sequential._modules[first] = _fused_like(norm, act, inplace)
+            sequential._modules[second] = nn.Identity()
+            fused += 1
+    if skipped:
+        warnings.warn(f"fuse_bn_act left {len(skipped)} pair(s) unfused: {'; '.join(skipped)}", stacklevel=2)
     return fused
