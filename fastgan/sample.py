@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
+from PIL import Image
 
 from .families.gancls import caption_length, generate_from_captions
 from .families.lapgan import load_pyramid
-from .inference import open_for_cli, run_cli
+from .inference import make_folder, open_for_cli, run_cli
 from .models import class_grid_labels
-from .visualize import grid, save_png
+from .visualize import grid, save_image
 
 
 def parse_args(argv):
@@ -36,16 +38,30 @@ def parse_args(argv):
                    help="gancls models: --n images of this caption (repeat for several captions)")
     p.add_argument("--per-row", type=int, default=8, help="images per grid row")
     p.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same images)")
-    p.add_argument("--output", required=True, help="PNG file for the grid")
+    p.add_argument("--output", required=True,
+                   help="image file for the grid; its extension picks the format (.png, .jpg, .webp, ...); its "
+                        "folder is created")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-ema", action="store_true", help="use the raw generator even if EMA weights exist")
     return p.parse_args(argv)
+
+
+def check_output_file(path: Path) -> None:
+    """Before any sampling: an --output PIL can write (by its extension) where a file can go."""
+    formats = Image.registered_extensions()
+    if formats.get(path.suffix.lower()) not in Image.SAVE:
+        raise SystemExit(f"--output {path}: give an image file name whose extension says the format, e.g. "
+                         f"grid.png")
+    if path.is_dir():
+        raise SystemExit(f"--output {path} is a folder; give an image file name, e.g. {path / 'grid.png'}")
+    make_folder(path.parent, "--output")
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.n < 1 or args.per_row < 1:
         raise SystemExit(f"--n and --per-row must be >= 1, got {args.n} and {args.per_row}")
+    check_output_file(Path(args.output))
     paths, args.checkpoint = args.checkpoint, args.checkpoint[0]
     G, ckpt, device = open_for_cli(args)
     family, g_args = ckpt["family"], ckpt["model_args"]["G"]
@@ -87,7 +103,7 @@ def main(argv=None) -> int:
             z = torch.randn(per_class, nz, generator=g).repeat(num_classes, 1)
             images = G(z.to(device), class_grid_labels(num_classes, per_class).to(device))
             rows = list(images.split(per_class))
-    path = save_png(grid(rows), args.output)
+    path = save_image(grid(rows), args.output)
     print(f"fastgan.sample: wrote {len(images)} image(s) in {len(rows)} row(s) to {path}")
     return 0
 

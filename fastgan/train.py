@@ -39,7 +39,7 @@ from .ema import EMA
 from .families import Family, build_family
 from .models import batch_normalized, with_defaults
 from .nn import convert_sync_batchnorm
-from .visualize import grid, save_png
+from .visualize import grid, save_image
 
 
 # ----------------------------------------------------------------------------- setup
@@ -650,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
         with autocast():
             picture = grid(family.sample_rows(G_eval, batch))
         G_eval.train()
-        save_png(picture, out / "samples" / f"step_{step:08d}.png")
+        save_image(picture, out / "samples" / f"step_{step:08d}.png")
         writer.add_image("samples", picture, step, dataformats="HWC")
 
     def all_ranks_sum(n: int) -> int:

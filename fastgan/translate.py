@@ -25,8 +25,8 @@ from .data.datasets import check_aligned_sizes
 from .data.datasets import image_mode as pil_mode
 from .data.files import list_images, listing, load_image
 from .data.transforms import resize_center_crop, to_tensor
-from .inference import check_at_least_one, check_unet_size, open_for_cli, run_cli, trained_size
-from .visualize import save_png, to_uint8
+from .inference import check_at_least_one, check_unet_size, make_folder, open_for_cli, run_cli, trained_size
+from .visualize import save_image, to_uint8
 
 
 def parse_args(argv):
@@ -129,7 +129,7 @@ def planned_outputs(args) -> tuple[list[Path], list[Path]]:
             raise SystemExit(f"--aligned: {e}") from None
     out = Path(args.output)
     targets = output_paths(files, out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "--output")
     return files, targets
 
 
@@ -145,7 +145,7 @@ def upscale(G, ckpt: dict, args, device, mode: str) -> int:
             continue
         with torch.no_grad():
             y = G(to_tensor(image)[None].to(device))
-        save_png(to_uint8(y)[0], target)
+        save_image(to_uint8(y)[0], target)
         written += 1
     print(f"fastgan.translate: upscaled {written} image(s) x{scale} into {args.output}"
           + (f"; skipped {skipped} unreadable file(s) (see warnings)" if skipped else ""))
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
                 with torch.no_grad():
                     y = G(torch.stack([x for _, x in good]).to(device))
                 for (target, _), image in zip(good, to_uint8(y)):
-                    save_png(image, target)
+                    save_image(image, target)
                     written += 1
             bar.update(len(chunk))
     print(f"fastgan.translate: wrote {written} image(s) to {args.output}"

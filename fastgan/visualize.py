@@ -29,7 +29,8 @@ def grid(rows: list[torch.Tensor], pad: int = 2) -> np.ndarray:
     return out
 
 
-def save_png(picture: np.ndarray, path: str | Path) -> Path:
+def save_image(picture: np.ndarray, path: str | Path) -> Path:
+    """Writes an HxWx3 uint8 picture in the format of the path's extension; creates its folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(picture).save(path)

@@ -116,12 +116,14 @@ def test_translate_aligned_half_and_size(runs, tmp_path):
     (["--aligned", "AtoB"], r"--aligned: aligned image .*000\.png is 40x40; an A\|B image holds two square halves "
                             r"side by side, so its width must be even and twice its height"),
     (["--output", "FILE"], r"--output .*000\.png is a file; give a folder"),
+    (["--output", "FILE/sub"], r"--output .*000\.png/sub: cannot create the folder, a file stands in its path"),
+    (["--device", "gpu"], "--device gpu: not a device; use auto, cpu, cuda or cuda:N"),
 ])
 def test_translate_errors(runs, tmp_path, argv, message):
     base = {"--checkpoint": ckpt(runs, "pix2pix"), "--input": str(tmp_path), "--output": str(tmp_path / "o")}
     write_images(tmp_path, 1)
     for flag, value in zip(argv[::2], argv[1::2]):
-        base[flag] = str(tmp_path / "000.png") if value == "FILE" else value
+        base[flag] = value.replace("FILE", str(tmp_path / "000.png"))
     with pytest.raises(SystemExit, match=message):
         translate.main([x for kv in base.items() for x in kv])
     assert not (tmp_path / "o").exists()
@@ -153,6 +155,25 @@ def test_sample_grids(runs, tmp_path):
 def test_sample_errors(runs, tmp_path, name, argv, message):
     with pytest.raises(SystemExit, match=message):
         sample.main(["--checkpoint", ckpt(runs, name), "--output", str(tmp_path / "x.png"), *argv])
+
+
+@pytest.mark.parametrize("output, message", [
+    ("grid", r"--output .*grid: give an image file name whose extension says the format"),
+    ("grid.xyz", r"--output .*grid\.xyz: give an image file name whose extension says the format"),
+    ("folder.png", r"--output .*folder\.png is a folder; give an image file name"),
+    ("file.png/grid.png", r"--output .*file\.png: cannot create the folder, a file stands in its path"),
+])
+def test_sample_checks_its_output_before_sampling(runs, tmp_path, monkeypatch, output, message):
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "file.png").write_text("x")
+    monkeypatch.setattr(sample, "open_for_cli", lambda args: pytest.fail("sampled before checking --output"))
+    with pytest.raises(SystemExit, match=message):
+        sample.main(["--checkpoint", ckpt(runs, "dcgan"), "--output", str(tmp_path / output)])
+
+
+def test_sample_writes_the_format_of_the_extension(runs, tmp_path):
+    assert sample.main(["--checkpoint", ckpt(runs, "dcgan"), "--n", "8", "--output", str(tmp_path / "g.JPG")]) == 0
+    assert Image.open(tmp_path / "g.JPG").format == "JPEG"
 
 
 def test_evaluate_pix2pix_on_the_embedded_test_split(runs, tmp_path):
