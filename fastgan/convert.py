@@ -93,6 +93,9 @@ def _report(net: str, model_args: dict, unexpected: list, missing: list, mismatc
         lines.append(f"  shape mismatches: {'; '.join(mismatched)}")
     hint = "--ngf/--num-downs" if net == "G" else "--ndf/--n-layers"
     lines.append(f"  check --net and {hint} against the options the model was trained with")
+    if any(k.endswith(".bias") for k in unexpected) and any(k.endswith("running_mean") for k in missing):
+        lines.append("  conv biases where BatchNorm statistics belong: the reference was trained with --norm "
+                     "instance, which fastgan does not convert (only its default --norm batch)")
     return "\n".join(lines)
 
 

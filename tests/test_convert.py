@@ -223,6 +223,20 @@ def test_conversion_errors_list_keys():
         convert_pix2pix_reference([1, 2], "G")
 
 
+def test_an_instance_norm_reference_is_named_as_the_cause():
+    """The reference's --norm instance model: conv biases, and no BatchNorm weights or statistics."""
+    state = ReferenceUnet(3, 3, 5, ngf=4).state_dict()
+    norms = {k.rsplit(".", 1)[0] for k in state if k.endswith("running_mean")}
+    state = {k: v for k, v in state.items() if k.rsplit(".", 1)[0] not in norms}
+    for key, value in list(state.items()):
+        bias = key[:-len("weight")] + "bias"
+        if key.endswith(".weight") and value.dim() == 4 and bias not in state:
+            state[bias] = torch.zeros(value.shape[0])
+    with pytest.raises(ConversionError, match="the reference was trained with --norm instance, which fastgan does "
+                                              "not convert"):
+        convert_pix2pix_reference(state, "G", ngf=4, num_downs=5)
+
+
 def test_command_line_writes_a_fastgan_checkpoint(tmp_path, capsys):
     reference = randomize(ReferencePatchGAN(6, 4, 3))
     src, out = tmp_path / "latest_net_D.pth", tmp_path / "D.pt"

@@ -55,7 +55,8 @@ def conv_bias(norm: str) -> bool:
 
 
 def init_weights_(module: nn.Module, std: float = 0.02) -> nn.Module:
-    """DCGAN / pix2pix initialization: conv weights N(0, std), norm scales N(1, std), biases 0."""
+    """DCGAN / pix2pix initialization: conv weights N(0, std), BatchNorm scales N(1, std), biases 0;
+    layer norm (GroupNorm) keeps its 1 and 0, as the reference leaves every norm but BatchNorm."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(m.weight, 0.0, std)
