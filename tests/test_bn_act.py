@@ -420,3 +420,53 @@ def test_zero_preactivation_takes_slope(slope):
     assert_close(out, ref_out)
     assert_close(gx, ref_gx)
     assert_close(fused.bias.grad, eager[0].bias.grad)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_relu_maps_minus_inf_to_zero_and_masks_any_gradient(device, layout):
+    """slope 0 is nn.ReLU: a pre-activation that overflows to -inf (finite x times weight 10) gives
+    0 (not -inf * 0 = nan), and the masked positions pass no gradient, however bad (inf, nan)
+    the incoming gradient is there."""
+    x = torch.tensor([-3.4e38, -1.0, 2.0, -3e38, 0.5, 1.0]).reshape(1, 1, 2, 3).repeat(2, 3, 1, 1)
+    x = make_layout(x.to(device), layout).requires_grad_()
+    stats = dict(running_mean=torch.zeros(3, device=device), running_var=torch.ones(3, device=device))
+    weight = torch.full((3,), 10.0, device=device)
+    out = fops.bn_act_eval(x, stats["running_mean"], stats["running_var"], weight, None, 1e-5, 0.0)
+    x_ref = x.detach().clone().requires_grad_()
+    ref = torch.relu(torch.nn.functional.batch_norm(x_ref, **stats, weight=weight, training=False))
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=0)
+    grad = torch.tensor([1.0, float("inf"), 1.0, float("nan"), 1.0, 1.0], device=device).reshape(1, 1, 2, 3)
+    grad = grad.expand_as(x).contiguous()
+    out.backward(grad)
+    ref.backward(grad)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-6, atol=0)
+
+
+def test_nan_and_inf_batches_give_nan_statistics_as_eager(device):
+    """A nan, or an inf that is not a channel's first value, makes that channel's batch variance nan
+    (no clamp at 0 turning it into 0), so the output and the running variance are nan as in eager."""
+    eager, fused = make_pair(3, 0.2, device=device)
+    x = torch.randn(2, 3, 4, 4, device=device)
+    x[1, 0, 2, 2] = float("nan")
+    x[1, 1, 3, 3] = float("inf")
+    out, ref = fused(x), eager(x)
+    for c in range(3):
+        assert torch.isnan(out[:, c]).any() == torch.isnan(ref[:, c]).any(), c
+    assert torch.equal(torch.isnan(fused.running_var), torch.isnan(eager[0].running_var))
+    assert torch.isnan(fused.running_var[:2]).all() and torch.isfinite(fused.running_var[2])
+
+
+def test_half_subnormals_survive_flush_denormal_mode():
+    """torch.set_flush_denormal(True) reads float subnormals as 0; fp16 subnormals (|x| < 6.1e-5)
+    must still convert exactly, as they do for eager half BatchNorm."""
+    x = (torch.randn(2, 3, 4, 5, generator=torch.Generator().manual_seed(0)) * 1e-5).half()
+    expected = fops.bn_act_train(x, None, None, 1e-5, 0.2)[0]
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU has no flush-denormal mode")
+    try:
+        mean, _ = fops.bn_stats(x)
+        out = fops.bn_act_train(x, None, None, 1e-5, 0.2)[0]
+    finally:
+        torch.set_flush_denormal(False)
+    assert torch.equal(out, expected)
+    torch.testing.assert_close(mean, x.double().mean((0, 2, 3)).float(), rtol=1e-5, atol=0)

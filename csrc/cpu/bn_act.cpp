@@ -71,8 +71,12 @@ inline float to_acc(c10::Half v) {
   const uint32_t magnitude = v.x & 0x7FFFu;
   const uint32_t sign = uint32_t(v.x & 0x8000u) << 16;
   // Exponent and mantissa moved into place; the product rebiases the exponent
-  // by 2^112 and turns half subnormals into normal floats, exactly.
-  const float value = c10::bit_cast<float>(magnitude << 13) * 0x1p112f;
+  // by 2^112. A half subnormal would be a float subnormal there, which flush-
+  // denormal mode (torch.set_flush_denormal) reads as 0, so it is converted from
+  // its integer mantissa instead: mantissa * 2^-24, exactly.
+  const float normal = c10::bit_cast<float>(magnitude << 13) * 0x1p112f;
+  const float subnormal = static_cast<float>(static_cast<int32_t>(magnitude)) * 0x1p-24f;
+  const float value = pick(magnitude < 0x400u, subnormal, normal);
   const uint32_t inf_nan = magnitude >= 0x7C00u ? 0x7F800000u : 0u;
   return c10::bit_cast<float>(c10::bit_cast<uint32_t>(value) | inf_nan | sign);
 }
@@ -274,7 +278,8 @@ inline void finish_stats(double shift, double s1, double s2, int64_t n, double& 
   }
   const double m1 = s1 / n;
   mean = shift + m1;
-  var = std::max(0.0, s2 / n - m1 * m1);
+  const double v = s2 / n - m1 * m1;
+  var = v < 0 ? 0.0 : v;  // rounding below 0 clamped; a nan (nan or inf input) stays nan, as in eager
 }
 
 // Statistics sum d = x - shift and d^2 in double lanes: for float and half
@@ -304,6 +309,20 @@ void stats_kernel(const Dims& d, const scalar_t* x, double* mean, double* var) {
   }
 }
 
+// act(z) = z if z > 0 else slope * z. With slope 0 (ReLU) a negative z gives 0, -inf
+// included (-inf * 0 would be nan), as nn.ReLU does; nan stays nan.
+template <typename acc_t>
+inline acc_t act(acc_t z, acc_t slope) {
+  return pick(z > 0, z, pick((slope == acc_t(0)) & (z < 0), acc_t(0), z * slope));
+}
+
+// grad * act'(z) from the mask z > 0. With slope 0 the masked gradient is 0 whatever
+// grad is (inf and nan included), as nn.ReLU's backward.
+template <typename acc_t>
+inline acc_t act_grad(bool positive, acc_t grad, acc_t slope) {
+  return pick(positive, grad, pick(slope == acc_t(0), acc_t(0), grad * slope));
+}
+
 // act((x - mean) * scale + bias) over one contiguous run of a single channel.
 // The elementwise runs are kept out of line so that their __restrict
 // parameters hold wherever they are called from, and the loops vectorize.
@@ -312,7 +331,7 @@ C10_NOINLINE void apply_run(const scalar_t* __restrict x, scalar_t* __restrict y
                             acc_t mean, acc_t scale, acc_t bias, acc_t slope) {
   for (int64_t i = 0; i < n; ++i) {
     const acc_t z = (to_acc(x[i]) - mean) * scale + bias;
-    y[i] = from_acc<scalar_t>(z * pick(z > 0, acc_t(1), slope));
+    y[i] = from_acc<scalar_t>(act(z, slope));
   }
 }
 
@@ -325,7 +344,7 @@ C10_NOINLINE void apply_rows(const scalar_t* __restrict x, scalar_t* __restrict 
   for (int64_t r = 0; r < rows; ++r, x += width, y += width) {
     for (int64_t c = 0; c < width; ++c) {
       const acc_t z = (to_acc(x[c]) - mean[c]) * scale[c] + bias[c];
-      y[c] = from_acc<scalar_t>(z * pick(z > 0, acc_t(1), slope));
+      y[c] = from_acc<scalar_t>(act(z, slope));
     }
   }
 }
@@ -376,7 +395,7 @@ inline void recover(acc_t s, acc_t g, acc_t mean, acc_t scale, acc_t bias, acc_t
     u = z - bias;
   } else {
     u = s - mean;
-    dz = g * pick(u * scale + bias > 0, acc_t(1), slope);
+    dz = act_grad(u * scale + bias > 0, g, slope);
   }
 }
 

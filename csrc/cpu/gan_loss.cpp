@@ -97,8 +97,9 @@ inline acc_t term(acc_t x, acc_t t, acc_t sign, acc_t inv_n, acc_t& grad) {
     const acc_t r = acc_t(1) / (acc_t(1) + e);
     const acc_t sigmoid = pick(x >= 0, r, e * r);
     grad = (sigmoid - t) * inv_n;
-    // max(x, 0) - x t, written so that x = +inf with t = 0 gives +inf.
-    return (1 - t) * x + relu(-x) + log1p_unit_or_libm(e);
+    // max(x, 0) - x t without cancelling: -x t for x < 0 (a small soft target t stays
+    // exact), (1 - t) x otherwise, so that x = +inf with t = 0 gives +inf.
+    return pick(x < 0, -x * t, (1 - t) * x) + log1p_unit_or_libm(e);
   } else if constexpr (kTerm == Term::Square) {
     const acc_t d = x - t;
     grad = 2 * d * inv_n;

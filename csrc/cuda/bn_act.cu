@@ -296,6 +296,20 @@ __global__ void stats_combine_kernel(const Welford* __restrict__ partial, int64_
   if (invstd != nullptr) invstd[c] = static_cast<acc_t>(1.0 / sqrt(v + eps));
 }
 
+// act(z) = z if z > 0 else slope * z. With slope 0 (ReLU) a negative z gives 0, -inf
+// included (-inf * 0 would be nan), as nn.ReLU does; nan stays nan.
+template <typename acc_t>
+__device__ __forceinline__ acc_t act(acc_t z, acc_t slope) {
+  return z > acc_t(0) ? z : (slope == acc_t(0) && z < acc_t(0) ? acc_t(0) : z * slope);
+}
+
+// grad * act'(z) from the mask z > 0; with slope 0 the masked gradient is 0 whatever grad
+// is (inf and nan included), as nn.ReLU's backward.
+template <typename acc_t>
+__device__ __forceinline__ acc_t act_grad(bool positive, acc_t grad, acc_t slope) {
+  return positive ? grad : (slope == acc_t(0) ? acc_t(0) : grad * slope);
+}
+
 // ---- per-channel constants ----------------------------------------------------------
 
 template <typename acc_t>
@@ -326,7 +340,7 @@ struct Recover<acc_t, false> {
   __device__ void operator()(acc_t s, acc_t grad, acc_t slope, acc_t, acc_t& dz,
                              acc_t& xhat) const {
     const acc_t d = s - mean;
-    dz = d * scale + bias > acc_t(0) ? grad : grad * slope;
+    dz = act_grad(d * scale + bias > acc_t(0), grad, slope);
     xhat = d * invstd;
   }
 };
@@ -383,7 +397,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int j = 0; j < VEC; ++j) {
         const int p = ROWS ? j : 0;
         const acc_t z = (static_cast<acc_t>(v[k].v[j]) - mean[p]) * scale[p] + bias[p];
-        out.v[j] = static_cast<scalar_t>(z > acc_t(0) ? z : z * slope);
+        out.v[j] = static_cast<scalar_t>(act(z, slope));
       }
       yv[off[k]] = out;
     }
