@@ -127,7 +127,8 @@ class LossConfig:
     vgg_layer: str = _opt("relu5_4", "VGG content loss: compare the features after this ReLU (relu5_4 = the "
                                      "paper's VGG54, relu2_2 = VGG22)", VGG_LAYERS)
     tv_weight: float = _opt(0.0, "srresnet/srgan weight of a total-variation penalty on the output (0 = off)")
-    target_real: float = _opt(1.0, "discriminator target for real images (< 1 = one-sided label smoothing)")
+    target_real: float = _opt(1.0, "target for real images (< 1 = one-sided label smoothing): the discriminator's "
+                                   "for real samples, and the generator's for its fakes")
 
 
 @dataclass

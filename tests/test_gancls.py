@@ -282,6 +282,8 @@ def test_configs_load():
     m = paper.model
     assert (paper.data.crop_size, m.nz, m.ngf, m.ndf, m.text_dim, m.text_embed_dim) == (64, 100, 64, 64, 1024, 128)
     assert (m.gan_int, m.gan_int_beta, paper.train.batch_size, paper.optim.lr) == (True, 0.5, 64, 2e-4)
+    o = paper.optim  # the authors' scripts: lr_decay 0.5 every 100 of 600 epochs
+    assert (o.schedule, o.step_epochs, o.step_gamma, o.epochs) == ("step", 100, 2.0, 600)
 
 
 # ----------------------------------------------------------------------------- training and CLI
