@@ -47,7 +47,8 @@ from .data.idx import FASHION_MNIST_FILES, FASHION_MNIST_ROOT
 from .data.transforms import to_tensor
 from .families.gancls import caption_length, wrong_pairs
 from .families.lapgan import load_pyramid
-from .inference import check_at_least_one, check_unet_size, open_for_cli, run_cli, trained_setting, trained_size
+from .inference import (TRAIN_MODE_HELP, check_at_least_one, check_unet_size, open_for_cli, run_cli, trained_setting,
+                        trained_size, use_train_mode)
 from .models import build_model
 from .pyramid import laplacian_pyramid
 
@@ -99,6 +100,7 @@ def parse_args(argv):
     p.add_argument("--json", default=None, help="also write the scores to this JSON file (its folder is created)")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-ema", action="store_true")
+    p.add_argument("--train-mode", action="store_true", help=TRAIN_MODE_HELP)
     return p.parse_args(argv)
 
 
@@ -444,6 +446,8 @@ def main(argv=None) -> int:
     if args.num_generated is not None and family not in GENERATING_FAMILIES:
         raise SystemExit(f"--num-generated: a {family} model is scored on the images of --data; leave it out")
     check_options(args, family)
+    if args.train_mode:
+        use_train_mode(G, family)
     size = args.size or trained_size(ckpt, 256)
     if family == "pix2pix":
         check_unet_size(size, ckpt)

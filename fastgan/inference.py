@@ -50,6 +50,20 @@ def load_generator(path: str | Path, device: torch.device, ema: bool = True) -> 
     return G.to(device).eval(), ckpt
 
 
+TRAIN_MODE_HELP = ("pix2pix: run the generator as in training, dropout on and BatchNorm from each batch's own "
+                   "statistics: the pix2pix paper's test protocol and the reference test.py's default (without its "
+                   "--eval). --batch-size 1 normalizes each image by its own statistics, as the reference does. "
+                   "Dropout's noise is seeded, so a run repeats")
+
+
+def use_train_mode(G: nn.Module, family: str) -> None:
+    """--train-mode: the generator as in training, its dropout seeded so that a run repeats."""
+    if family != "pix2pix":
+        raise SystemExit(f"--train-mode is pix2pix's test protocol; {family} generators run in eval mode")
+    G.train()
+    torch.manual_seed(0)
+
+
 def open_for_cli(args) -> tuple[nn.Module, dict, torch.device]:
     """The shared start of the command-line tools: --device, --checkpoint and --no-ema."""
     device = pick_device(args.device)

@@ -25,7 +25,8 @@ from .data.datasets import check_aligned_sizes
 from .data.datasets import image_mode as pil_mode
 from .data.files import list_images, listing, load_image
 from .data.transforms import resize_center_crop, to_tensor
-from .inference import check_at_least_one, check_unet_size, make_folder, open_for_cli, run_cli, trained_size
+from .inference import (TRAIN_MODE_HELP, check_at_least_one, check_unet_size, make_folder, open_for_cli, run_cli,
+                        trained_size, use_train_mode)
 from .visualize import save_image, to_uint8
 
 
@@ -47,6 +48,7 @@ def parse_args(argv):
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-ema", action="store_true", help="use the raw generator even if EMA weights exist")
+    p.add_argument("--train-mode", action="store_true", help=TRAIN_MODE_HELP)
     return p.parse_args(argv)
 
 
@@ -160,6 +162,8 @@ def main(argv=None) -> int:
     if family not in (*SUPERRES_FAMILIES, "pix2pix"):
         raise SystemExit(f"{args.checkpoint} holds a {family} generator; translate needs pix2pix, "
                          f"srresnet or srgan (use python -m fastgan.sample for noise-to-image models)")
+    if args.train_mode:
+        use_train_mode(G, family)
     mode = image_mode(family, ckpt["model_args"]["G"])
     if family in SUPERRES_FAMILIES:
         if args.size is not None:

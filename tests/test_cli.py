@@ -49,6 +49,26 @@ def test_translate_keeps_names_and_skips_unreadable(runs, tmp_path, capsys):
     assert "wrote 3 image(s) to" in out and "skipped 1 unreadable file" in out
 
 
+def test_translate_train_mode_is_the_papers_protocol_and_repeats(runs, tmp_path):
+    """--train-mode: dropout on and each batch's own BatchNorm statistics (so other pixels than eval
+    mode's), its dropout seeded (so the same pixels twice); a one-image batch still works."""
+    write_images(tmp_path / "in", 2, size=32)
+
+    def run(*extra):
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        assert translate.main(["--checkpoint", ckpt(runs, "pix2pix"), "--input", str(tmp_path / "in"),
+                               "--output", str(out), "--batch-size", "1", *extra]) == 0
+        return np.stack([np.asarray(Image.open(out / f"{i:03d}.png")) for i in range(2)])
+
+    eval_mode, paper, again = run(), run("--train-mode"), run("--train-mode")
+    assert np.array_equal(paper, again) and not np.array_equal(paper, eval_mode)
+
+
+def test_train_mode_is_for_pix2pix_only(runs, tmp_path):
+    with pytest.raises(SystemExit, match="--train-mode is pix2pix's test protocol; dcgan generators run in eval mode"):
+        evaluate.main(["--checkpoint", ckpt(runs, "dcgan"), "--data", str(runs / "images"), "--train-mode"])
+
+
 def contents(folder) -> dict:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
