@@ -394,6 +394,10 @@ def validate(cfg: Config, world_size: int = 1) -> None:
         _validate_superres(cfg)
     elif m.family == "gancls":
         _validate_gancls(cfg)
+        if t.batch_size // world_size < 2:
+            raise ConfigError(f"model.family=gancls pairs each image with another sample's caption within a "
+                              f"process's batch, so it needs 2 or more samples per process; train.batch_size "
+                              f"{t.batch_size} over {world_size} process(es) gives {t.batch_size // world_size}")
     elif m.family == "lapgan":
         _validate_lapgan(cfg)
     else:

@@ -178,8 +178,8 @@ def make_loader(dataset, sampler: ShardedSampler, cfg: Config, device: torch.dev
 
 def lr_factor(cfg: Config, epoch: int) -> float:
     o = cfg.optim
-    if o.schedule == "linear":
-        return 1.0 - max(0, epoch + 1 - o.epochs) / (o.epochs_decay + 1)
+    if o.schedule == "linear":  # never below 0, even in an epoch past the schedule
+        return max(0.0, 1.0 - max(0, epoch + 1 - o.epochs) / (o.epochs_decay + 1))
     if o.schedule == "step":
         return o.step_gamma ** -(epoch // o.step_epochs)
     return 1.0
@@ -667,7 +667,11 @@ def main(argv: list[str] | None = None) -> int:
         scores = {}
         if val_loader is not None:
             G_eval = eval_generator().eval()
-            batches = (to_device(b, device, channels_last) for _, b in zip(range(t.val_batches), val_loader))
+            # Rank 0 validates alone, in batches of the per-process size: val_batches x processes of them
+            # are the val_batches global batches one process reads, so the scores and best.pt do not
+            # depend on the process count.
+            batches = (to_device(b, device, channels_last)
+                       for _, b in zip(range(t.val_batches * world_size), val_loader))
             with autocast():
                 scores = family.evaluate(G_eval, batches)
             G_eval.train()
@@ -686,13 +690,14 @@ def main(argv: list[str] | None = None) -> int:
         skipped = 0
         return save(reason, also_best=improved)
 
-    def agree(have_data: bool, stop_requested: bool) -> tuple[bool, bool]:
-        """All ranks take a step only if all have data, and stop together if any was signalled."""
+    def agree(images_here: int, stop_requested: bool) -> tuple[bool, bool, int]:
+        """(step?, stop?, images in the step): all ranks take a step only if all have data (DDP's backward
+        needs every one), and stop together if any was signalled."""
         if world_size == 1:
-            return have_data, stop_requested
-        flags = torch.tensor([float(not have_data), float(stop_requested)])
+            return images_here > 0, stop_requested, images_here
+        flags = torch.tensor([float(images_here == 0), float(stop_requested), float(images_here)])
         dist.all_reduce(flags, group=control)
-        return flags[0].item() == 0, flags[1].item() > 0
+        return flags[0].item() == 0, flags[1].item() > 0, int(flags[2].item())
 
     # -- the loop
     stop = StopRequest()
@@ -702,7 +707,8 @@ def main(argv: list[str] | None = None) -> int:
     latest: dict[str, torch.Tensor] = {}  # each logged value as of the newest step that computed it (lazy penalty)
     exit_code, end_reason, stopping = 0, "finished", False
     try:
-        while step < total_steps and not stopping:
+        # Steps skipped for unreadable data push the step count past the epochs: the epochs end the run.
+        while step < total_steps and epoch < epochs and not stopping:
             factor = lr_factor(cfg, epoch)
             lr_changed = False
             for opt in optimizers.values():
@@ -718,7 +724,7 @@ def main(argv: list[str] | None = None) -> int:
             for batch in loader:
                 start_batch += 1
                 skipped += batch.pop("skipped", 0)
-                have_data, stopping = agree(len(batch) > 0, stop.requested)
+                have_data, stopping, n = agree(family.images_seen(batch) if batch else 0, stop.requested)
                 if have_data:
                     batch = to_device(batch, device, channels_last)
                     if graphed is None:
@@ -729,7 +735,6 @@ def main(argv: list[str] | None = None) -> int:
                             ema.update_parameters(G_raw)
                     latest.update({k: v.detach() for k, v in logs.items()})
                     step += 1
-                    n = family.images_seen(batch) * world_size
                     images += n
                     window_images += n
                     if is_main and (step % t.log_every == 0 or step == total_steps):
@@ -760,7 +765,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"epoch {epoch} trained no step: {all_ranks_sum(skipped)} of its "
                         f"{sampler.steps_per_epoch * t.batch_size} samples from {cfg.data.root or cfg.data.dataset} "
                         f"were skipped (unreadable, or smaller than data.crop_size; the warnings above name the "
-                        f"files)")
+                        f"files)" + (f"; with {world_size} processes a step is skipped when any process's share of "
+                                     f"it is all unreadable" if world_size > 1 else ""))
                 epoch, start_batch = epoch + 1, 0
                 finish_stage("epoch end")
         if stopping:

@@ -181,6 +181,39 @@ def test_three_way_discriminator_loss_matches_a_hand_computation():
     assert "logit_real_wrong" not in logs
 
 
+def test_the_wrong_caption_pass_is_always_in_the_backward():
+    """A process whose shard has no wrong pair must still run the wrong-caption pass's backward, with
+    zero gradient: under synchronized BatchNorm the processes' backward all-reduces must line up
+    (one of two torchrun processes skipping it crashed the run in gloo)."""
+    family = build_family(config.parse_config(TINY))
+    images = torch.rand(4, 3, 32, 32) * 2 - 1
+    tokens = tokenize(["a cat", "a cat face", "a red flower", "galaxies on black"], 24)
+    outputs = []
+
+    class Recording(ScoreStub):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(()))
+
+        def forward(self, *args, **kwargs):
+            out = super().forward(*args, **kwargs) * self.scale
+            out.retain_grad()
+            outputs.append(out)
+            return out
+
+    same = {"image": images, "tokens": tokens, "source": torch.zeros(4, dtype=torch.long)}
+    loss, _ = family.d_loss(Recording(), same, torch.rand(4, 3, 32, 32) * 2 - 1)
+    loss.backward()
+    assert len(outputs) == 3 and all(out.grad is not None for out in outputs)
+    assert torch.equal(outputs[2].grad, torch.zeros(4))  # the wrong pass: in the graph, weight 0
+
+
+def test_gancls_needs_two_samples_per_process():
+    with pytest.raises(config.ConfigError, match=r"needs 2 or more samples per process; train.batch_size 4 over "
+                                                 r"4 process\(es\) gives 1"):
+        config.validate(config.parse_config([*TINY, "--train.batch_size", "4"]), world_size=4)
+
+
 def test_gan_int_generator_loss_adds_the_interpolated_term():
     family = build_family(config.parse_config([*TINY, "--model.gan_int", "true", "--model.gan_int_beta", "0.25"]))
     torch.manual_seed(4)

@@ -462,6 +462,28 @@ def test_resume_takes_the_data_root_however_it_is_written(tmp_path, monkeypatch)
     assert aligned_run(tmp_path / "data", tmp_path / "run", "--train.max_steps", "2", "--train.resume", "auto") == 0
 
 
+def test_skipped_steps_do_not_carry_the_run_past_its_epochs(tmp_path):
+    """Half the files unreadable: each epoch trains half its steps, so the step budget (epochs x steps
+    per epoch) is never reached; the run ends with its epochs, the rate never below 0."""
+    write_aligned(tmp_path / "data", 4)
+    for name in ("000.png", "001.png"):
+        (tmp_path / "data" / name).write_bytes(b"not an image")
+    with pytest.warns(UserWarning):
+        assert aligned_run(tmp_path / "data", tmp_path / "run", "--train.batch_size", "1", "--optim.schedule", "linear",
+                           "--optim.epochs", "1", "--optim.epochs_decay", "1", "--train.val_batches", "0") == 0
+    records = metric_records(tmp_path / "run")
+    steps = [r for r in records if "lr" in r and not r.get("summary")]
+    assert [r["epoch"] for r in steps] == [0, 0, 1, 1] and min(r["lr"] for r in steps) >= 0
+    assert checkpoint.load(checkpoint.list_checkpoints(tmp_path / "run")[0])["step"] == 4
+
+
+def test_the_linear_schedule_never_goes_below_zero():
+    from fastgan.config import parse_config
+    from fastgan.train import lr_factor
+    cfg = parse_config(["--optim.schedule", "linear", "--optim.epochs", "2", "--optim.epochs_decay", "2"])
+    assert [lr_factor(cfg, e) for e in range(7)] == pytest.approx([1.0, 1.0, 2 / 3, 1 / 3, 0.0, 0.0, 0.0], abs=1e-12)
+
+
 def test_fused_and_stock_layers_train_identically(tmp_path):
     """fused=False swaps in nn.BatchNorm2d + activations; a few steps agree to float tolerance."""
     assert train(tmp_path / "fused", "--train.max_steps", "3", "--model.dropout", "false") == 0

@@ -13,7 +13,7 @@ import torch
 
 from fastgan import checkpoint
 from fastgan.train import main
-from train_helpers import TINY_PIX2PIX, final_weights, tiny_dcgan, write_images
+from train_helpers import TINY_PIX2PIX, final_weights, metric_records, tiny_dcgan, write_images
 
 ROOT = Path(__file__).resolve().parents[1]
 # Same global batch of 4; synchronized BatchNorm makes the statistics global too, and
@@ -49,6 +49,13 @@ def test_two_gloo_processes_match_one(tmp_path, fused):
         torch.testing.assert_close(ddp[key], single[key], atol=1e-4, rtol=1e-3, msg=key)
     state = checkpoint.load(checkpoint.list_checkpoints(tmp_path / "ddp")[0])
     assert len(state["rng"]) == 2, "each rank's random state belongs in the checkpoint"
+    # Rank 0 validates the same samples one process does, and the image count sums the ranks.
+    records = {run: metric_records(tmp_path / run) for run in ("ddp", "single")}
+    val = {run: [r["val_l1"] for r in rs if "val_l1" in r] for run, rs in records.items()}
+    assert len(val["ddp"]) == len(val["single"]) > 0
+    torch.testing.assert_close(torch.tensor(val["ddp"]), torch.tensor(val["single"]), atol=1e-4, rtol=1e-3)
+    images = {run: [r["images"] for r in rs if r.get("summary")] for run, rs in records.items()}
+    assert images["ddp"] == images["single"] == [16]
 
 
 def _loss_watch_rank(rank: int, port: int, out_dir: str) -> None:

@@ -29,10 +29,13 @@ def wrong_pairs(tokens: torch.Tensor, source: torch.Tensor) -> tuple[torch.Tenso
 
 
 def matching_aware_d_loss(gan_loss, real_right: torch.Tensor, fake_right: torch.Tensor,
-                          real_wrong: torch.Tensor) -> torch.Tensor:
-    """real + (fake + wrong) / 2 on logits; with no wrong pair in the batch, real + fake."""
+                          wrong_logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """real + (fake + wrong) / 2 on logits, the wrong term over the `valid` pairs; with none, real + fake.
+    The wrong-caption pass then still enters the loss, with weight 0: under synchronized BatchNorm
+    every process must run the same backward all-reduces, whether its shard had wrong pairs or not."""
+    real_wrong = wrong_logits[valid]
     if real_wrong.numel() == 0:
-        return gan_loss.discriminator(real_right, fake_right)
+        return gan_loss.discriminator(real_right, fake_right) + 0.0 * wrong_logits.sum()
     return 0.5 * (gan_loss.discriminator(real_right, fake_right) + gan_loss.discriminator(real_right, real_wrong))
 
 
@@ -105,11 +108,11 @@ class GANCLSFamily(Family):
         wrong, valid = wrong_pairs(tokens, batch["source"])
         real_right = self.critic(D, batch, images)
         fake_right = self.critic(D, batch, fake[:images.shape[0]])
-        real_wrong = D(images, wrong)[valid]
-        loss = matching_aware_d_loss(self.gan_loss, real_right, fake_right, real_wrong)
+        wrong_logits = D(images, wrong)
+        loss = matching_aware_d_loss(self.gan_loss, real_right, fake_right, wrong_logits, valid)
         logs = {"loss_D": loss, "logit_real_right": real_right.detach().float().mean()}
-        if real_wrong.numel():  # how well D tells a wrong caption from the right one
-            logs["logit_real_wrong"] = real_wrong.detach().float().mean()
+        if valid.any():  # how well D tells a wrong caption from the right one
+            logs["logit_real_wrong"] = wrong_logits[valid].detach().float().mean()
         return loss, logs
 
     def g_loss(self, D, batch, fake):
