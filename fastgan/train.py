@@ -803,7 +803,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics_file.close()
         losses = ", ".join(f"{k} {v:.4g}" for k, v in last_logs.items() if k.startswith("loss"))
         if exit_code != 2:
-            print(f"fastgan: {end_reason}: step {step}, {images} images this run; {losses}; outputs in {out}",
+            print(f"fastgan: {end_reason}: step {step}, {images} images this run; {losses + '; ' if losses else ''}"
+                  f"outputs in {out}",
                   flush=True)
     if world_size > 1:
         dist.destroy_process_group()
