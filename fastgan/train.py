@@ -10,6 +10,7 @@ rest and runs the loop; nothing here is family-specific (see fastgan/families).
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -174,6 +175,15 @@ def make_loader(dataset, sampler: ShardedSampler, cfg: Config, device: torch.dev
                         collate_fn=collate_skipping, pin_memory=torch.cuda.is_available(),
                         generator=torch.Generator())  # keeps the loader off the global RNG
     return loader, name, why
+
+
+def no_forward_buffer_sync() -> dict:
+    """DDP's option that keeps it from broadcasting D's buffers before each of its several forwards a step.
+    torch 2.13 names it forward_sync_buffers (it deprecates broadcast_buffers with a warning every run);
+    its one sync at start-up changes nothing, as every rank builds D from the same seed."""
+    if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
 
 
 def lr_factor(cfg: Config, epoch: int) -> float:
@@ -465,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     if world_size > 1:
         ids = [local_rank] if device.type == "cuda" else None
         G = DDP(G_raw, device_ids=ids)
-        D = DDP(D_raw, device_ids=ids, broadcast_buffers=False)
+        D = DDP(D_raw, device_ids=ids, **no_forward_buffer_sync())
     D_plain = D_raw
     if t.compile:
         G, D, D_plain = torch.compile(G), torch.compile(D), torch.compile(D_raw)
