@@ -130,7 +130,8 @@ Tensor normalize_act(const Tensor& x, const Tensor& mean, const Tensor& invstd, 
   Tensor z = (x.to(stat_dtype(x)) - per_channel(mean)) * per_channel(invstd);
   if (w.defined()) z = z * per_channel(w);
   if (b.defined()) z = z + per_channel(b);
-  return at::leaky_relu(z, slope).to(x.scalar_type());
+  // slope 0 is ReLU: a -inf pre-activation gives 0 (leaky_relu's -inf * 0 would be nan).
+  return (slope == 0 ? at::relu(z) : at::leaky_relu(z, slope)).to(x.scalar_type());
 }
 
 Tensor train_composite(const Tensor& x, const Tensor& w, const Tensor& b, double eps,

@@ -32,8 +32,13 @@ def _normalize(x, mean, invstd, weight, bias):
     return z
 
 
+def _act(z, negative_slope):
+    """LeakyReLU; slope 0 is ReLU, whose -inf gives 0 (leaky_relu's -inf * 0 would be nan)."""
+    return torch.relu(z) if negative_slope == 0 else F.leaky_relu(z, negative_slope)
+
+
 def bn_act_apply(x, mean, invstd, weight, bias, negative_slope, save_output=False):
-    return F.leaky_relu(_normalize(x, mean, invstd, weight, bias), negative_slope).to(x.dtype)
+    return _act(_normalize(x, mean, invstd, weight, bias), negative_slope).to(x.dtype)
 
 
 def bn_act_train(x, weight, bias, eps, negative_slope, save_output=False):
@@ -54,7 +59,8 @@ def _dz_xhat(grad_out, saved, mean, invstd, weight, bias, negative_slope, saved_
     else:
         xhat = (saved - _per_channel(mean)) * _per_channel(invstd)
         positive = xhat * w + b > 0
-    dz = torch.where(positive, grad_out, grad_out * negative_slope)
+    masked = torch.zeros_like(grad_out) if negative_slope == 0 else grad_out * negative_slope  # ReLU: 0, even for inf
+    dz = torch.where(positive, grad_out, masked)
     return dz, xhat
 
 
