@@ -119,13 +119,25 @@ def list_checkpoints(folder: str | Path) -> list[Path]:
     return [p for _, p in _stepped(Path(folder))]
 
 
+def _best_step(path: Path) -> int | None:
+    """The step best.pt was written at, read without loading its tensors; None when unreadable."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
+    except Exception:  # a torn or foreign best.pt is left where it is
+        return None
+
+
 def set_aside_after(folder: str | Path, step: int) -> tuple[Path, int] | None:
-    """Moves the step checkpoints numbered after `step` into folder/abandoned-after-<step>, and returns
-    (that folder, how many). A run resumed from an earlier checkpoint starts another timeline: left in
-    place, the later files would make pruning (by step number) delete the new checkpoints, and
-    --train.resume auto pick the abandoned timeline. Nothing is deleted."""
+    """Moves the step checkpoints numbered after `step`, and a best.pt written after it, into
+    folder/abandoned-after-<step>, and returns (that folder, how many). A run resumed from an earlier
+    checkpoint starts another timeline: left in place, the later files would make pruning (by step
+    number) delete the new checkpoints, --train.resume auto pick the abandoned timeline, and best.pt
+    hold a model of it. Nothing is deleted."""
     folder = Path(folder)
     later = [p for s, p in _stepped(folder) if s > step]
+    best = folder / "best.pt"
+    if best.is_file() and (_best_step(best) or 0) > step:
+        later.append(best)
     if not later:
         return None
     target, n = folder / f"abandoned-after-{step:08d}", 2

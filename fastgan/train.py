@@ -246,6 +246,17 @@ def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
     return out
 
 
+def split_batch(batch: dict, size: int) -> list[dict]:
+    """A batch in pieces of `size` samples. Rank 0 validates alone: it reads the global batches one
+    process reads (so scores and best.pt do not depend on the process count) and runs them through
+    the model in pieces no larger than a training batch on its device."""
+    tensors = [v for v in batch.values() if isinstance(v, torch.Tensor)]
+    if not tensors:
+        return [batch]
+    return [{k: v[i:i + size] if isinstance(v, (torch.Tensor, list)) else v for k, v in batch.items()}
+            for i in range(0, len(tensors[0]), size)]
+
+
 class NonFinite(RuntimeError):
     """A non-finite loss or weight: the state after it may be corrupt, so it is never checkpointed.
     `step` is the step whose loss was bad (None for weights: the step at which they were found)."""
@@ -451,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
                                                      cfg.data.loader, persistent=True)
     val_loader = None
     if val_set is not None and t.val_batches and is_main:
-        val_sampler = ShardedSampler(len(val_set), min(per_rank, len(val_set)), shuffle=False, seed=t.seed)
+        # Global batches, as one process reads them; split_batch hands them to the model per process.
+        val_sampler = ShardedSampler(len(val_set), min(t.batch_size, len(val_set)), shuffle=False, seed=t.seed)
         val_loader, _, _ = make_loader(val_set, val_sampler, cfg, device, channels_last, world_size)
 
     # -- models
@@ -677,11 +689,8 @@ def main(argv: list[str] | None = None) -> int:
         scores = {}
         if val_loader is not None:
             G_eval = eval_generator().eval()
-            # Rank 0 validates alone, in batches of the per-process size: val_batches x processes of them
-            # are the val_batches global batches one process reads, so the scores and best.pt do not
-            # depend on the process count.
-            batches = (to_device(b, device, channels_last)
-                       for _, b in zip(range(t.val_batches * world_size), val_loader))
+            batches = (to_device(piece, device, channels_last)
+                       for _, b in zip(range(t.val_batches), val_loader) for piece in split_batch(b, per_rank))
             with autocast():
                 scores = family.evaluate(G_eval, batches)
             G_eval.train()

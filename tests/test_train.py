@@ -413,9 +413,10 @@ def test_resuming_an_earlier_checkpoint_sets_the_later_ones_aside(tmp_path, caps
     capsys.readouterr()
     assert train(tmp_path, "--train.max_steps", "3", "--train.keep_last", "1", "--train.resume", str(earlier)) == 0
     aside = tmp_path / "abandoned-after-00000002"
-    assert (f"{tmp_path} held 2 checkpoint(s) after step 2, from a run this one does not continue; moved them "
+    assert (f"{tmp_path} held 3 checkpoint(s) after step 2, from a run this one does not continue; moved them "
             f"to {aside}") in capsys.readouterr().out
-    assert sorted(p.name for p in aside.iterdir()) == ["ckpt_00000003.pt", "ckpt_00000004.pt"]
+    assert sorted(p.name for p in aside.iterdir()) == ["best.pt", "ckpt_00000003.pt", "ckpt_00000004.pt"]
+    assert checkpoint.load(aside / "best.pt")["step"] == 4  # the abandoned timeline's best model went with it
     assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["ckpt_00000003.pt"]
     assert checkpoint.load((tmp_path / "best.pt"))["step"] == 3
     assert train(tmp_path, "--train.max_steps", "4", "--train.resume", "auto") == 0
@@ -482,6 +483,15 @@ def test_the_linear_schedule_never_goes_below_zero():
     from fastgan.train import lr_factor
     cfg = parse_config(["--optim.schedule", "linear", "--optim.epochs", "2", "--optim.epochs_decay", "2"])
     assert [lr_factor(cfg, e) for e in range(7)] == pytest.approx([1.0, 1.0, 2 / 3, 1 / 3, 0.0, 0.0, 0.0], abs=1e-12)
+
+
+def test_split_batch_keeps_every_sample_once_in_order():
+    from fastgan.train import split_batch
+    batch = {"A": torch.arange(5), "B": torch.arange(5) * 10, "name": list("abcde"), "skipped": 1}
+    pieces = split_batch(batch, 2)
+    assert [p["name"] for p in pieces] == [["a", "b"], ["c", "d"], ["e"]]
+    assert torch.equal(torch.cat([p["B"] for p in pieces]), batch["B"]) and all(p["skipped"] == 1 for p in pieces)
+    assert split_batch({"skipped": 3}, 2) == [{"skipped": 3}]
 
 
 def test_fused_and_stock_layers_train_identically(tmp_path):
