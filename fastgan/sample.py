@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
@@ -48,10 +49,12 @@ def parse_args(argv):
 
 def check_output_file(path: Path) -> None:
     """Before any sampling: an --output PIL can write (by its extension) where a file can go."""
-    formats = Image.registered_extensions()
-    if formats.get(path.suffix.lower()) not in Image.SAVE:
-        raise SystemExit(f"--output {path}: give an image file name whose extension says the format, e.g. "
-                         f"grid.png")
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    try:
+        Image.new("RGB", (1, 1)).save(io.BytesIO(), format=image_format)  # what PIL cannot write fails here
+    except (KeyError, ValueError, OSError):
+        raise SystemExit(f"--output {path}: give an image file name whose extension names a format PIL writes "
+                         f"RGB images in, e.g. grid.png") from None
     if path.is_dir():
         raise SystemExit(f"--output {path} is a folder; give an image file name, e.g. {path / 'grid.png'}")
     make_folder(path.parent, "--output")

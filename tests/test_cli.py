@@ -178,8 +178,9 @@ def test_sample_errors(runs, tmp_path, name, argv, message):
 
 
 @pytest.mark.parametrize("output, message", [
-    ("grid", r"--output .*grid: give an image file name whose extension says the format"),
-    ("grid.xyz", r"--output .*grid\.xyz: give an image file name whose extension says the format"),
+    ("grid", r"--output .*grid: give an image file name whose extension names a format PIL writes"),
+    ("grid.xyz", r"--output .*grid\.xyz: give an image file name whose extension names a format PIL writes"),
+    ("grid.xbm", r"--output .*grid\.xbm: give an image file name whose extension names a format PIL writes"),
     ("folder.png", r"--output .*folder\.png is a folder; give an image file name"),
     ("file.png/grid.png", r"--output .*file\.png: cannot create the folder, a file stands in its path"),
 ])

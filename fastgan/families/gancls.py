@@ -35,7 +35,7 @@ def matching_aware_d_loss(gan_loss, real_right: torch.Tensor, fake_right: torch.
     every process must run the same backward all-reduces, whether its shard had wrong pairs or not."""
     real_wrong = wrong_logits[valid]
     if real_wrong.numel() == 0:
-        return gan_loss.discriminator(real_right, fake_right) + 0.0 * wrong_logits.sum()
+        return gan_loss.discriminator(real_right, fake_right) + (wrong_logits * 0).sum()
     return 0.5 * (gan_loss.discriminator(real_right, fake_right) + gan_loss.discriminator(real_right, real_wrong))
 
 
