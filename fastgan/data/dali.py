@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from .collate import collate_skipping
 from .datasets import AlignedDataset, ClassFolderDataset, ImageFolderDataset, PairedFolderDataset
-from .files import DECODE_ERRORS
+from .files import image_size
 from .transforms import center_crop_geometry
 
 SUPPORTED = (AlignedDataset, PairedFolderDataset, ImageFolderDataset, ClassFolderDataset)
@@ -72,21 +71,13 @@ def paired_crop(dataset, index: int) -> tuple[float, float, int]:
     return _relative(left, span), _relative(top, span), int(mirror)
 
 
-def _header_size(encoded: np.ndarray) -> tuple[int, int] | None:
-    try:
-        with Image.open(io.BytesIO(encoded)) as image:
-            return image.size
-    except DECODE_ERRORS:
-        return None
-
-
 def centre_crop(dataset, index: int, encoded: np.ndarray) -> tuple[int, int, float, float, int]:
     """(resized width, resized height, relative x, relative y, mirror) of the torch transform's
     resize and centre window for this file, its size read from the header. An unreadable header
     gives a placeholder: DALI then fails on the file, and the batch goes the torch path's way."""
     size = dataset.transform.image_size
     mirror = bool(dataset.rng(index).random() < 0.5) and dataset.transform.flip
-    header = _header_size(encoded)
+    header = image_size(io.BytesIO(encoded))
     if header is None:
         return size, size, 0.0, 0.0, int(mirror)
     width, height, left, top = center_crop_geometry(*header, size)

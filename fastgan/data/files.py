@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -57,10 +58,11 @@ def listing(names: list[str]) -> str:
 DECODE_ERRORS = (OSError, ValueError, EOFError, SyntaxError)
 
 
-def image_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from the header alone, or None when even the header is unreadable."""
+def image_size(source: Path | BinaryIO) -> tuple[int, int] | None:
+    """(width, height) of an image file (a path, or bytes already read as a file object) from the
+    header alone, or None when even the header is unreadable."""
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             return image.size
     except DECODE_ERRORS:
         return None
