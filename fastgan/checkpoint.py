@@ -78,14 +78,15 @@ def _first_sentence(error: BaseException) -> str:
     return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
-def read_torch_file(path: str | Path, map_location="cpu"):
+def read_torch_file(path: str | Path, map_location="cpu", mmap: bool = False):
     """torch.load(weights_only=True), with every failure to decode the file raised as one CheckpointError
-    naming it. A missing or unpermitted file keeps its OSError, and running out of memory stays what it is."""
+    naming it. A missing or unpermitted file keeps its OSError, and running out of memory stays what it is.
+    mmap=True maps the tensors instead of reading them, for a look at the small entries."""
     open(path, "rb").close()
     try:
         with warnings.catch_warnings():  # torch's advice for pickles it did not write; the error says enough
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-            return torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (MemoryError, torch.OutOfMemoryError):
         raise
     except Exception as error:  # a torn or foreign file makes torch raise anything from KeyError to OSError
@@ -122,8 +123,8 @@ def list_checkpoints(folder: str | Path) -> list[Path]:
 def _best_step(path: Path) -> int | None:
     """The step best.pt was written at, read without loading its tensors; None when unreadable."""
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
-    except Exception:  # a torn or foreign best.pt is left where it is
+        return int(read_torch_file(path, mmap=True)["step"])
+    except (OSError, ValueError, KeyError, TypeError):  # a torn or foreign best.pt is left where it is
         return None
 
 
