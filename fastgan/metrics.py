@@ -79,19 +79,19 @@ def psnr(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10(1.0 / mse)
 
 
-def _gaussian_window() -> torch.Tensor:
+def _gaussian_window() -> list[float]:
     offsets = torch.arange(SSIM_WINDOW, dtype=torch.float64) - SSIM_WINDOW // 2
     weights = torch.exp(-0.5 * (offsets / SSIM_SIGMA) ** 2)
-    return weights / weights.sum()
+    return (weights / weights.sum()).tolist()
 
 
-def _local_mean(images: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+def _local_mean(images: torch.Tensor, window: list[float]) -> torch.Tensor:
     """Gaussian-weighted mean over every window that lies wholly inside the image, as two 1-D passes
     of shifted slices: memory stays that of the image. (A float64 convolution on the CPU unfolds
     every 11x11 window first, about 80 MB per 128x128 RGB image, which ran validation out of memory.)"""
     rows, cols = images.shape[-2] - len(window) + 1, images.shape[-1] - len(window) + 1
-    vertical = sum(weight * images[..., k:k + rows, :] for k, weight in enumerate(window.tolist()))
-    return sum(weight * vertical[..., k:k + cols] for k, weight in enumerate(window.tolist()))
+    vertical = sum(weight * images[..., k:k + rows, :] for k, weight in enumerate(window))
+    return sum(weight * vertical[..., k:k + cols] for k, weight in enumerate(window))
 
 
 def ssim(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
