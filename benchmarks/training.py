@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from fastgan.config import Config
-from fastgan.cuda_graph import WARMUP_STEPS, GraphedStep
+from fastgan.cuda_graph import WARMUP_STEPS
 from fastgan.families import build_family
-from fastgan.train import LossWatch, train_step
+from fastgan.train import LossWatch, graphed_train_step, train_step
 
 FAMILIES = ("pix2pix", "dcgan")
 
@@ -148,8 +148,7 @@ def build_trainer_step(case: TrainCase, config: TrainConfig, device: str, seed: 
     steps = itertools.count()
     watch = LossWatch(every=2 * Config().train.log_every)  # as often as the trainer reads its losses
     if config.cuda_graph:
-        graphed = GraphedStep(lambda b, s, w: train_step(family, nets, optimizers, scalers, autocast, b, None, s, w),
-                              watch)
+        graphed = graphed_train_step(family, nets, optimizers, scalers, autocast, watch)
         return lambda batch: graphed(batch, next(steps))
 
     def step(batch: dict) -> dict:

@@ -362,6 +362,13 @@ def train_step(family: Family, nets: dict, optimizers: dict, scalers: dict, auto
     return logs
 
 
+def graphed_train_step(family: Family, nets: dict, optimizers: dict, scalers: dict, autocast,
+                       watch: LossWatch) -> GraphedStep:
+    """train_step captured in a CUDA graph; called as (batch, step). The EMA is left out of the graph:
+    the caller updates it after each replay."""
+    return GraphedStep(lambda b, s, w: train_step(family, nets, optimizers, scalers, autocast, b, None, s, w), watch)
+
+
 class LossWatch:
     """Finds a non-finite loss without stalling the GPU. Reading a loss on the host waits for the
     device to finish it, and a check before every backward left the GPU idle while the host queued
@@ -502,10 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     # Autocast's cache of cast weights must not outlive a capture (torch.cuda.graphs docs).
     autocast = ((lambda: torch.autocast(device.type, dtype=amp_dtype, cache_enabled=not t.cuda_graph))
                 if amp_dtype else nullcontext)
-    graphed = None
-    if t.cuda_graph:  # the EMA update runs after each replay, outside the graph
-        graphed = GraphedStep(lambda b, s, w: train_step(family, nets, optimizers, scalers, autocast, b, None, s, w),
-                              watch)
+    graphed = graphed_train_step(family, nets, optimizers, scalers, autocast, watch) if t.cuda_graph else None
 
     # -- resume
     step, epoch, start_batch = 0, 0, 0
