@@ -393,11 +393,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     elif m.family in SUPERRES_FAMILIES:
         _validate_superres(cfg)
     elif m.family == "gancls":
-        _validate_gancls(cfg)
-        if t.batch_size // world_size < 2:
-            raise ConfigError(f"model.family=gancls pairs each image with another sample's caption within a "
-                              f"process's batch, so it needs 2 or more samples per process; train.batch_size "
-                              f"{t.batch_size} over {world_size} process(es) gives {t.batch_size // world_size}")
+        _validate_gancls(cfg, world_size)
     elif m.family == "lapgan":
         _validate_lapgan(cfg)
     else:
@@ -455,8 +451,12 @@ def _validate_superres(cfg: Config) -> None:
             raise ConfigError(f"{key}: file not found: {path}")
 
 
-def _validate_gancls(cfg: Config) -> None:
-    d, m = cfg.data, cfg.model
+def _validate_gancls(cfg: Config, world_size: int) -> None:
+    d, m, t = cfg.data, cfg.model, cfg.train
+    if t.batch_size // world_size < 2:
+        raise ConfigError(f"model.family=gancls pairs each image with another sample's caption within a "
+                          f"process's batch, so it needs 2 or more samples per process; train.batch_size "
+                          f"{t.batch_size} over {world_size} process(es) gives {t.batch_size // world_size}")
     if d.dataset not in ("default", "folder", "fashion_mnist"):
         raise ConfigError(f"model.family=gancls needs captioned images: data.dataset 'default' (the embedded "
                           f"photos), 'folder' (images with same-named .txt captions) or 'fashion_mnist', "
