@@ -243,9 +243,9 @@ def test_the_source_reads_ahead_off_the_training_thread_and_stops(aligned):
     ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
     source = _BatchSource(ds, [[i] for i in range(12)])
     deadline = time.monotonic() + 10
-    while source.ready.qsize() < _BatchSource.AHEAD and time.monotonic() < deadline:
+    while source.ready.items.qsize() < _BatchSource.AHEAD and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert source.ready.qsize() == _BatchSource.AHEAD
+    assert source.ready.items.qsize() == _BatchSource.AHEAD
     encoded, xs, ys, mirrors = source()
     assert encoded[0].tobytes() == (aligned / "00.png").read_bytes()
     source.close()
@@ -263,17 +263,64 @@ def test_a_read_error_surfaces_in_order_in_the_call(aligned):
     source.close()
 
 
-def test_an_abandoned_epoch_stops_its_reading_thread(aligned):
-    """A run that stops mid-epoch (max_steps) leaves no thread behind reading the next batches."""
+def test_an_abandoned_epoch_stops_its_threads(aligned):
+    """A run that stops mid-epoch (max_steps) leaves no thread behind reading or decoding the next batches."""
     ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
-    sampler = ShardedSampler(len(ds), 2, seed=0)
-    sampler.set_epoch(0)
-    ds.set_epoch(0)
-    batches = iter(DALILoader(ds, sampler, 2, CPU))
+    order = list(range(len(ds))) * 4  # more batches than the threads read and decode ahead
+    batches = iter(DALILoader(ds, order, 1, CPU))
     next(batches)
-    assert _threads_named("fastgan-dali-source") == 1
+    assert _threads_named("fastgan-dali-source") == 1 and _threads_named("fastgan-dali-runner") == 1
     batches.close()
-    assert _threads_named("fastgan-dali-source") == 0
+    assert _threads_named("fastgan-dali-source") == 0 and _threads_named("fastgan-dali-runner") == 0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_batches_are_decoded_ahead_of_the_loop(aligned, device):
+    """While the loop holds one batch (a training step), the runner thread has the next ones
+    decoded and waiting, so next() does not wait for DALI; they arrive complete and in order."""
+    import time
+
+    from fastgan.data.dali import _PipelineRunner
+    ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
+    sampler = ShardedSampler(len(ds), 2, shuffle=False)
+    loader = DALILoader(ds, sampler, 2, device)
+    reference = epoch(loader, sampler, ds)
+    runners = []
+    original = _PipelineRunner.__init__
+
+    def remember(self, *args):
+        original(self, *args)
+        runners.append(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_PipelineRunner, "__init__", remember)
+        batches = iter(loader)
+        first = next(batches)
+        deadline = time.monotonic() + 30
+        while runners[0].ready.items.qsize() < _PipelineRunner.AHEAD and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert runners[0].ready.items.qsize() == _PipelineRunner.AHEAD
+        rest = list(batches)
+    assert len(runners) == 1
+    for got, want in zip([first, *rest], reference, strict=True):
+        assert got["name"] == want["name"]
+        torch.testing.assert_close(got["A"], want["A"], atol=0, rtol=0)
+        torch.testing.assert_close(got["B"], want["B"], atol=0, rtol=0)
+
+
+def test_an_unexpected_error_in_the_runner_is_raised_in_the_loop(aligned, monkeypatch):
+    """Only a failed decode goes the torch path's way; any other error ends the epoch with itself."""
+    ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
+    sampler = ShardedSampler(len(ds), 4, shuffle=False)
+    loader = DALILoader(ds, sampler, 4, CPU)
+
+    def broken(*args):
+        raise KeyError("not a decode error")
+
+    monkeypatch.setattr(loader, "to_torch", broken)
+    with pytest.raises(KeyError, match="not a decode error"):
+        epoch(loader, sampler, ds)
+    assert _threads_named("fastgan-dali-runner") == 0
 
 
 def test_a_file_gone_since_start_up_is_skipped_and_counted(aligned):

@@ -6,7 +6,8 @@ the same batch dicts in the same dtype and range, visits samples in the sampler'
 dataset's own per-sample generator, so DALI and torch crop the same windows; only the
 resampling filters differ. Python reads the encoded bytes, a few batches ahead in a thread
 of its own; DALI does the rest, on the GPU ("mixed" decoder + GPU operators) or, without
-one, with its CPU operators (what CI tests).
+one, with its CPU operators (what CI tests); a second thread runs the pipeline, so finished
+batches wait for the training loop rather than the loop for them.
 
 A batch DALI cannot decode is decoded again by the dataset's torch path, which skips and
 counts the unreadable files, so a corrupt image never ends a run.
@@ -89,40 +90,63 @@ def _columns(rows: list[tuple], dtypes: tuple) -> list[list[np.ndarray]]:
     return [[np.array(row[k], dtype) for row in rows] for k, dtype in enumerate(dtypes)]
 
 
+class _Handoff:
+    """A bounded queue from a producer thread to its consumer that stop() ends on both sides: a
+    producer blocked on a full queue and a consumer blocked on an empty one both return."""
+
+    def __init__(self, size: int):
+        self.items: queue.Queue = queue.Queue(maxsize=size)
+        self.stopped = threading.Event()
+
+    def put(self, item) -> bool:
+        """False when stopped before the item found room."""
+        while not self.stopped.is_set():
+            try:
+                self.items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self):
+        """The next item, or _STOPPED once stopped."""
+        while not self.stopped.is_set():
+            try:
+                return self.items.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return _STOPPED
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+_STOPPED = object()
+
+
 class _BatchSource:
     """Feeds DALI one batch of encoded files and crop parameters per call, in sampler order.
 
-    DALI calls it inside pipe.run(), in the training loop's thread, so a thread of its own
-    reads the files and draws the crops AHEAD batches early: the call then only takes a
-    ready batch, and the step does not wait on file reads. close() stops that thread."""
+    DALI calls it inside pipe.run(), so a thread of its own reads the files and draws the crops
+    AHEAD batches early: the call then only takes a ready batch. close() stops that thread."""
 
     AHEAD = 4
 
     def __init__(self, dataset, batches: list[list[int]]):
         self.dataset, self.batches = dataset, batches
-        self.ready: queue.Queue = queue.Queue(maxsize=self.AHEAD)
-        self.stopped = threading.Event()
+        self.ready = _Handoff(self.AHEAD)
         self.thread = threading.Thread(target=self._produce, name="fastgan-dali-source", daemon=True)
         self.thread.start()
 
     def _produce(self) -> None:
         try:
             for indices in self.batches:
-                if not self._put(self._load(indices)):
+                if not self.ready.put(self._load(indices)):
                     return
         except Exception as error:  # an unreadable file: raised in DALI's call, where the loader handles it
-            self._put(error)
+            self.ready.put(error)
             return
-        self._put(None)
-
-    def _put(self, item) -> bool:
-        while not self.stopped.is_set():
-            try:
-                self.ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        self.ready.put(None)
 
     def _load(self, indices: list[int]) -> tuple:
         d = self.dataset
@@ -140,19 +164,82 @@ class _BatchSource:
 
     def __call__(self):
         item = self.ready.get()
-        if item is None:
+        if item is None or item is _STOPPED:
             raise StopIteration
         if isinstance(item, Exception):
             raise item
         return item
 
     def close(self) -> None:
-        self.stopped.set()
+        self.ready.stop()
+        self.thread.join()
+
+
+class _PipelineRunner:
+    """Runs the pipeline in a thread of its own and hands the training loop finished torch batches,
+    AHEAD of need: the loop's next() only takes one, instead of blocking in pipe.run() (feeding the
+    source, scheduling, waiting for the decode) while the GPU could be training.
+
+    On a GPU each batch is copied out of DALI's buffers on a stream of the runner's own, which the
+    runner waits for (its thread, not the loop's), so DALI may reuse those buffers at its next run;
+    take() then marks the tensors as used on the loop's stream, so the caching allocator does not
+    give their memory back to the runner while the step still reads them."""
+
+    AHEAD = 2
+
+    def __init__(self, loader: "DALILoader", pipe, source: _BatchSource):
+        self.loader, self.pipe, self.source = loader, pipe, source
+        self.stream = torch.cuda.Stream(loader.device) if loader.device.type == "cuda" else None
+        self.ready = _Handoff(self.AHEAD)
+        self.thread = threading.Thread(target=self._produce, name="fastgan-dali-runner", daemon=True)
+        self.thread.start()
+
+    def _produce(self) -> None:
+        try:
+            while True:
+                outputs = self.pipe.run()
+                if not self.ready.put(self._copy_out(outputs)):
+                    return
+        except StopIteration:
+            self.ready.put(None)
+        except BaseException as error:  # raised again in the loop's take(), which decides what it means
+            self.ready.put(error)
+
+    def _copy_out(self, outputs) -> list[torch.Tensor]:
+        if self.stream is None:
+            return [self.loader.to_torch(o) for o in outputs]
+        with torch.cuda.stream(self.stream):
+            tensors = [self.loader.to_torch(o, self.stream) for o in outputs]
+        self.stream.synchronize()
+        return tensors
+
+    def take(self) -> list[torch.Tensor] | None:
+        """The next batch's tensors, None at the end of the data; a pipeline error is raised here."""
+        item = self.ready.get()
+        if isinstance(item, BaseException):
+            raise item
+        if item is None or self.stream is None:
+            return item
+        consumer = torch.cuda.current_stream(self.loader.device)
+        for tensor in item:
+            if tensor.is_cuda:
+                tensor.record_stream(consumer)
+        return item
+
+    def close(self) -> None:
+        """Stops the thread; the source stops first, so a run() waiting on it returns."""
+        self.ready.stop()
+        self.source.close()
         self.thread.join()
 
 
 class DALILoader:
-    """Iterates one epoch of `sampler` (call sampler.set_epoch and dataset.set_epoch first)."""
+    """Iterates one epoch of `sampler` (call sampler.set_epoch and dataset.set_epoch first).
+
+    PREFETCH is DALI's own queue depth: iterations in flight inside the pipeline, which a batch of
+    small images needs to keep the decoder and the GPU operators busy at once."""
+
+    PREFETCH = 2
 
     def __init__(self, dataset, sampler, batch_size: int, device: torch.device, channels_last: bool = False,
                  num_threads: int = 4):
@@ -195,7 +282,7 @@ class DALILoader:
             return fn.resize(image, resize_x=size, resize_y=size, interp_type=types.INTERP_CUBIC)
 
         @pipeline_def(batch_size=self.batch_size, num_threads=self.num_threads,
-                      device_id=(self.device.index or 0) if gpu else None, prefetch_queue_depth=2)
+                      device_id=(self.device.index or 0) if gpu else None, prefetch_queue_depth=self.PREFETCH)
         def pipeline():
             if _paired(d):
                 t = d.transform
@@ -226,22 +313,22 @@ class DALILoader:
         pipe.build()
         return pipe
 
-    def _to_torch(self, tensor_list) -> torch.Tensor:
+    def to_torch(self, tensor_list, stream: torch.cuda.Stream | None = None) -> torch.Tensor:
+        """One pipeline output as a tensor of its own (copied on `stream` on a GPU), in the torch path's layout."""
         from nvidia.dali.tensors import TensorListGPU
         if isinstance(tensor_list, TensorListGPU):  # images; labels stay on the CPU like the torch path's
             from nvidia.dali.plugin.pytorch import feed_ndarray
             dense = tensor_list.as_tensor()
             out = torch.empty(dense.shape(), dtype=torch.float32, device=self.device)
-            feed_ndarray(dense, out, cuda_stream=torch.cuda.current_stream(self.device))
+            feed_ndarray(dense, out, cuda_stream=stream)
         else:
             out = torch.from_numpy(np.array(tensor_list.as_tensor()))
         if out.dim() == 4 and self.channels_last:
             out = out.permute(0, 3, 1, 2)  # NHWC storage seen as NCHW: channels_last strides, no copy
         return out
 
-    def _batch_dict(self, outputs, indices: list[int]) -> dict:
+    def _batch_dict(self, tensors: list[torch.Tensor], indices: list[int]) -> dict:
         d = self.dataset
-        tensors = [self._to_torch(o) for o in outputs]
         if _paired(d):
             names = ([d.files[i].stem for i in indices] if isinstance(d, AlignedDataset)
                      else [d.pairs[i][0].stem for i in indices])
@@ -265,21 +352,21 @@ class DALILoader:
             except BaseException:
                 source.close()
                 raise
+            runner = _PipelineRunner(self, pipe, source)
             try:
                 while position < len(batches):
-                    try:
-                        outputs = pipe.run()
-                    except StopIteration:
+                    tensors = runner.take()
+                    if tensors is None:
                         return
-                    yield self._batch_dict(outputs, batches[position])
+                    yield self._batch_dict(tensors, batches[position])
                     position += 1
             except (RuntimeError, ValueError, OSError) as error:  # undecodable or unreadable: this batch via PIL
                 yield self._torch_fallback(batches[position], error)
                 position += 1
             finally:
-                source.close()
+                runner.close()
                 _shut_down(pipe)
-                del pipe
+                del pipe, runner
 
 
 def _shut_down(pipe) -> None:
