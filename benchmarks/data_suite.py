@@ -10,8 +10,8 @@ loaders read the same files with the same crops, batch 16, workers or threads = 
 The data-wait rows train pix2pix (batch 16, the fastgan configuration of the training
 suite) from the trainer's own loader (fastgan.train.make_loader) and time, per step, how
 long the loop blocks on the next batch and its copy to the device against the whole step,
-synchronised at its end so that no wait hides behind queued device work (an upper bound:
-the trainer itself does not synchronise every step). The loader's own share of the wait
+its stream synchronised at its end so that no wait hides behind queued device work (an upper
+bound: the trainer itself does not synchronise every step). The loader's own share of the wait
 (next() alone, before the copy) is kept apart, to tell a slow loader from a slow copy.
 """
 from __future__ import annotations
@@ -145,8 +145,10 @@ def write_photo_pairs(folder: Path, count: int, size: int, seed: int = 0) -> Pat
 
 
 def _sync(device: str) -> None:
+    """Waits for the loop's own stream, not the whole device: DALI decoding later batches on its
+    streams is work ahead of the loop, not a wait of it."""
     if device == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.current_stream().synchronize()
 
 
 def timed_batch_count(case: LoaderCase, timed_batches: int) -> int:

@@ -239,7 +239,7 @@ class DALILoader:
     PREFETCH is DALI's own queue depth: iterations in flight inside the pipeline, which a batch of
     small images needs to keep the decoder and the GPU operators busy at once."""
 
-    PREFETCH = 2
+    PREFETCH = 3
 
     def __init__(self, dataset, sampler, batch_size: int, device: torch.device, channels_last: bool = False,
                  num_threads: int = 4):
