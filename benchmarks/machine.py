@@ -59,6 +59,11 @@ def nominal_peak_gbps(name: str) -> float | None:
 
 
 def _git() -> dict:
+    """HEAD and whether the tree differs from it; FASTGAN_SOURCE_COMMIT overrides both, for a GPU
+    session whose device runs a copy of the working tree beside a stale copy of .git."""
+    if stated := os.environ.get("FASTGAN_SOURCE_COMMIT"):
+        return {"commit": stated, "dirty": None, "stated_by": "FASTGAN_SOURCE_COMMIT"}
+
     def git(*args):
         done = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=10)
         return done.stdout.strip() if done.returncode == 0 else None

@@ -399,3 +399,14 @@ def test_front_page_keeps_each_suite_from_the_newest_gpu_run_that_measured_it(tm
     assert "### The train suite, from an earlier" not in block
     assert f"These rows are from `{full_path.name}`" in block
     assert "| DALI | DALI aligned-jpeg 256x256 batch 16" in block
+
+
+def test_a_stated_source_commit_replaces_the_devices_stale_git(monkeypatch):
+    """The GPU machine runs a copy of the working tree beside an old copy of .git: the commit the
+    caller states is recorded, not that copy's HEAD."""
+    from benchmarks.machine import machine_info
+    monkeypatch.setenv("FASTGAN_SOURCE_COMMIT", "0123456789abcdef")
+    assert machine_info("cpu")["git"] == {"commit": "0123456789abcdef", "dirty": None,
+                                          "stated_by": "FASTGAN_SOURCE_COMMIT"}
+    monkeypatch.delenv("FASTGAN_SOURCE_COMMIT")
+    assert re.fullmatch(r"[0-9a-f]{40}", machine_info("cpu")["git"]["commit"])
