@@ -12,7 +12,9 @@ suite) from the trainer's own loader (fastgan.train.make_loader) and time, per s
 long the loop blocks on the next batch and its copy to the device against the whole step,
 its stream synchronised at its end so that no wait hides behind queued device work (an upper
 bound: the trainer itself does not synchronise every step). The loader's own share of the wait
-(next() alone, before the copy) is kept apart, to tell a slow loader from a slow copy.
+(next() alone, before the copy) is kept apart, to tell a slow loader from a slow copy. The
+same rows then time the loop as the trainer runs it, unsynchronised, fed by the loader against
+fed from one batch kept on the device: the loader's cost in the step it does not hide.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -44,6 +47,7 @@ DATASETS = ("aligned-jpeg", "embedded")
 LOADERS = {"torch": "torch DataLoader", "dali": "DALI"}
 MAX_WORKERS = 16
 BATCH = 16
+ASYNC_ROUNDS = 3
 
 
 def pix2pix_load_size(crop_size: int) -> int:
@@ -193,8 +197,15 @@ def dali_images_per_s(dataset, case: LoaderCase, timed_batches: int, device: str
 
 
 def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
-    """Per-step data wait of pix2pix training fed by the trainer's own loader. The first
-    2 x workers + 1 steps (worker start-up, cuDNN autotuning, prefetched batches) are not timed."""
+    """Data wait of pix2pix training fed by the trainer's own loader, measured two ways.
+
+    Synchronised: per step, the time blocked on the next batch and its copy, the loop's stream
+    synchronised around it (an upper bound). Asynchronous, as the trainer runs: ASYNC_ROUNDS rounds
+    of `timed_steps` steps fed by the loader against as many steps on one batch kept on the device,
+    interleaved, each timed end to end; the loader's cost is the extra time per step, which counts
+    whatever the loader takes from the step (host time, the GIL, GPU time of its own) and nothing
+    the step hides. The first 2 x workers + 1 steps (worker start-up, cuDNN autotuning, prefetched
+    batches) are not timed."""
     config = fastgan_config(device)
     trainer_step = build_trainer_step(case.train, config, device)
     sampler = ShardedSampler(len(dataset), case.train.batch, seed=0)
@@ -213,6 +224,9 @@ def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
             yield from loader
             epoch += 1
 
+    def fetch() -> dict:
+        return to_device(next(stream), torch.device(device), config.channels_last)
+
     warmup = 2 * case.workers + 1
     waits, in_loader, steps = [], [], []
     stream = batches()
@@ -229,10 +243,29 @@ def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
             waits.append(fed - begin)
             in_loader.append(loaded - begin)
             steps.append(time.perf_counter() - begin)
+    resident = fetch()
+    fed_s, resident_s = 0.0, 0.0
+    for _ in range(ASYNC_ROUNDS):
+        fed_s += _timed_steps(lambda: trainer_step(fetch()), timed_steps, device)
+        resident_s += _timed_steps(lambda: trainer_step(resident), timed_steps, device)
+    async_steps = ASYNC_ROUNDS * timed_steps
     return {"wait_pct": 100 * sum(waits) / sum(steps), "median_wait_ms": statistics.median(waits) * 1e3,
             "median_loader_ms": statistics.median(in_loader) * 1e3,
             "median_step_ms": statistics.median(steps) * 1e3, "img_per_s": case.train.batch * len(steps) / sum(steps),
-            "steps_timed": len(steps), "steps_not_timed": warmup, "why": why}
+            "steps_timed": len(steps), "steps_not_timed": warmup, "why": why,
+            "async_cost_pct": 100 * max(0.0, fed_s - resident_s) / fed_s,
+            "async_step_ms": fed_s / async_steps * 1e3, "async_resident_step_ms": resident_s / async_steps * 1e3,
+            "async_steps_timed": async_steps}
+
+
+def _timed_steps(step: Callable[[], object], count: int, device: str) -> float:
+    """Seconds for `count` steps run back to back, as the trainer runs them (no synchronisation between)."""
+    _sync(device)
+    begin = time.perf_counter()
+    for _ in range(count):
+        step()
+    _sync(device)
+    return time.perf_counter() - begin
 
 
 def _loader_row(case: LoaderCase, files: int, pin_memory: bool, status: str = "ok", note: str | None = None) -> dict:
@@ -243,7 +276,8 @@ def _loader_row(case: LoaderCase, files: int, pin_memory: bool, status: str = "o
 
 def _wait_row(case: WaitCase, files: int, status: str = "ok", note: str | None = None) -> dict:
     return {**case.as_dict(), "files": files, "status": status, "note": note, "wait_pct": None,
-            "median_wait_ms": None, "median_loader_ms": None, "median_step_ms": None, "img_per_s": None}
+            "median_wait_ms": None, "median_loader_ms": None, "median_step_ms": None, "img_per_s": None,
+            "async_cost_pct": None, "async_step_ms": None, "async_resident_step_ms": None}
 
 
 def _empty_row(case, sched: dict, pin_memory: bool, status: str = "ok", note: str | None = None) -> dict:
@@ -304,7 +338,8 @@ def _progress(row: dict) -> str:
     if "wait_pct" in row:
         return (f"data: {row['label']:<58} waits {row['wait_pct']:5.2f}% of the step "
                 f"({row['median_wait_ms']:.2f} of {row['median_step_ms']:.1f} ms, "
-                f"{row['median_loader_ms']:.2f} of it in the loader)")
+                f"{row['median_loader_ms']:.2f} of it in the loader); costs {row['async_cost_pct']:5.2f}% "
+                f"run asynchronously ({row['async_step_ms']:.2f} vs {row['async_resident_step_ms']:.2f} ms a step)")
     ratio = f"  {row['x_torch']:.2f}x torch" if row.get("x_torch") else ""
     return f"data: {row['label']:<58} {row['img_per_s']:9.1f} img/s{ratio}"
 

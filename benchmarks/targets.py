@@ -34,6 +34,12 @@ def _train(family: str, image_size: int, batch: int) -> Callable[[dict], bool]:
     return lambda r: (r["family"], r["image_size"], r["batch"], r["width"]) == (family, image_size, batch, 64)
 
 
+def _pix2pix_b16_fed_from_files(row: dict) -> bool:
+    """The issue's data-wait case: pix2pix 256^2 batch 16 trained from 2,000+ JPEG files."""
+    return ((row.get("family"), row.get("image_size"), row.get("batch")) == ("pix2pix", 256, 16)
+            and row.get("files", 0) >= 2000)
+
+
 TARGETS = (
     Target("cpu", "BN+act fwd+bwd at the CPU reference shapes 16x64x64x64, 16x256x16x16, 4x128x64x64 (fp32 NCHW): "
            "fused >= 1.3x eager", "x_eager", 1.3,
@@ -62,9 +68,9 @@ TARGETS = (
     Target("cuda", "loading 2,000 JPEG pairs at 256^2 and 512^2: DALI >= 2x the torch DataLoader's img/s",
            "x_torch", 2.0, lambda r: r.get("dataset") == "aligned-jpeg" and r.get("files", 0) >= 2000, suite="data"),
     Target("cuda", "pix2pix 256^2 batch 16 fed by DALI: data wait < 2% of the step time", "wait_pct", 2.0,
-           lambda r: (r.get("family"), r.get("image_size"), r.get("batch")) == ("pix2pix", 256, 16)
-           and r.get("files", 0) >= 2000,
-           unit="%", suite="data", at_most=True),
+           _pix2pix_b16_fed_from_files, unit="%", suite="data", at_most=True),
+    Target("cuda", "same training run asynchronously, as the trainer runs: DALI's cost < 2% of the step time",
+           "async_cost_pct", 2.0, _pix2pix_b16_fed_from_files, unit="%", suite="data", at_most=True),
 )
 
 

@@ -344,20 +344,27 @@ def test_data_wait_and_loader_rows_with_both_loaders(tmp_path):
         assert 0 < wait["wait_pct"] < 100 and wait["median_wait_ms"] < wait["median_step_ms"]
         assert 0 < wait["median_loader_ms"] <= wait["median_wait_ms"]  # next() is part of each step's wait
         assert wait["img_per_s"] > 0
+        # Asynchronous rounds: 3 x 3 steps fed and as many resident; the cost is the fed steps' extra time.
+        assert wait["async_steps_timed"] == 9 and wait["async_step_ms"] > 0 and wait["async_resident_step_ms"] > 0
+        extra = wait["async_step_ms"] - wait["async_resident_step_ms"]
+        assert wait["async_cost_pct"] == pytest.approx(max(0.0, 100 * extra / wait["async_step_ms"]))
 
     # The GPU targets judge DALI rows only: loader ratios over 2,000 files, the wait at pix2pix 256^2 batch 16.
     full = TrainCase("pix2pix", 256, 16)
     result = {"machine": {"device": "cuda"}, "args": {"suites": ["data"]}, "data": {
         "rows": [{**rows[1], "files": 2000, "x_torch": 2.5}, {**rows[1], "files": 2000, "x_torch": 1.5},
                  {**rows[0], "files": 2000}],
-        "wait_rows": [{**data_suite._wait_row(data_suite.WaitCase(full, 16, "dali"), 2000), "wait_pct": 1.2},
-                      {**data_suite._wait_row(data_suite.WaitCase(full, 16, "torch"), 2000), "wait_pct": 9.0}]}}
+        "wait_rows": [{**data_suite._wait_row(data_suite.WaitCase(full, 16, "dali"), 2000), "wait_pct": 1.2,
+                       "async_cost_pct": 3.5},
+                      {**data_suite._wait_row(data_suite.WaitCase(full, 16, "torch"), 2000), "wait_pct": 9.0,
+                       "async_cost_pct": 0.5}]}}
     verdicts = {v["metric"]: v for v in targets.evaluate(result)}
     assert (verdicts["x_torch"]["status"], verdicts["x_torch"]["worst"], verdicts["x_torch"]["total"]) == \
         ("FAIL", 1.5, 2)
     assert (verdicts["wait_pct"]["status"], verdicts["wait_pct"]["worst"], verdicts["wait_pct"]["total"]) == \
         ("PASS", 1.2, 1)
     assert "worst 1.20%" in targets.describe(verdicts["wait_pct"])
+    assert (verdicts["async_cost_pct"]["status"], verdicts["async_cost_pct"]["worst"]) == ("FAIL", 3.5)
 
 
 def test_copy_bandwidth_is_timed_and_positive():
