@@ -206,3 +206,74 @@ def test_reference_losses_match_eager(mode):
     assert_close(reference.gan_d_loss(real, fake, mode, *t), d)
     assert_close(reference.gan_g_loss(fake, mode, t[0]), g)
     assert reference.gan_d_loss(real.bfloat16(), fake.bfloat16(), mode, *t).dtype == torch.float32
+
+
+def test_a_lock_left_by_a_killed_build_is_removed(tmp_path, capsys):
+    """torch waits forever on the lock file of a build that was killed; the build lock removes it."""
+    from fastgan.ops._loader import build_lock
+    (tmp_path / "lock").write_text("")
+    with build_lock(tmp_path):
+        assert not (tmp_path / "lock").exists()
+    assert f"removing {tmp_path / 'lock'}, left behind by a build that was killed" in capsys.readouterr().err
+
+
+def test_a_build_waits_for_a_running_one_but_not_for_a_killed_one(tmp_path):
+    """A second process waits (and says so) while another holds the lock; killing the holder,
+    mid-build as a signal would, frees it at once."""
+    import signal
+    import threading
+    import time
+
+    from fastgan.ops._loader import build_lock
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom fastgan.ops._loader import build_lock\n"
+         f"with build_lock(__import__('pathlib').Path({str(tmp_path)!r})):\n"
+         "    print('held', flush=True)\n    time.sleep(120)\n"],
+        env=dict(os.environ, PYTHONPATH=str(ROOT), FASTGAN_BACKEND="reference"),
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        (tmp_path / "lock").write_text("")  # torch's lock of the build in progress
+        entered = threading.Event()
+
+        def second_build():
+            with build_lock(tmp_path):
+                entered.set()
+
+        waiter = threading.Thread(target=second_build, daemon=True)
+        waiter.start()
+        assert not entered.wait(1.0), "entered while another process held the lock"
+        assert (tmp_path / "lock").exists(), "removed the lock of a build still running"
+        holder.send_signal(signal.SIGKILL)
+        assert entered.wait(10.0), "still waiting after the holder died"
+        waiter.join(10.0)
+        assert not (tmp_path / "lock").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+
+
+def test_the_jit_build_runs_under_the_lock_in_torchs_build_folder(tmp_path):
+    """The JIT loader builds in torch's folder for the extension (TORCH_EXTENSIONS_DIR) with the
+    lock held and a stale torch lock already gone."""
+    folder = tmp_path / "fastgan_ops_cpu"
+    folder.mkdir()
+    (folder / "lock").write_text("")  # left by a killed build
+    result = run_python("""
+    import fcntl, pathlib, sys
+    sys.modules["fastgan._C"] = None
+    import torch.utils.cpp_extension as cpp_extension
+    def fake_load(name, build_directory, **kwargs):
+        folder = pathlib.Path(build_directory)
+        with open(folder / "fastgan-build.lock") as other:
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = False
+            except BlockingIOError:
+                held = True
+        raise RuntimeError(f"fake build of {name} in {folder}: held={held} stale={(folder / 'lock').exists()}")
+    cpp_extension.load = fake_load
+    import fastgan.ops
+    """, FASTGAN_BACKEND="jit", TORCH_EXTENSIONS_DIR=str(tmp_path))
+    assert f"fake build of fastgan_ops_cpu in {folder}: held=True stale=False" in result.stderr, result.stderr

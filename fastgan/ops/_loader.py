@@ -6,8 +6,10 @@ falling back.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +51,29 @@ def _load_aot() -> BackendInfo:
     return _checked(BackendInfo("aot", _has_kernels("CUDA"), path=_C.__file__))
 
 
+@contextmanager
+def build_lock(directory: Path):
+    """One process builds at a time, under a lock the kernel drops when its holder dies.
+
+    torch's own lock is a file only its holder deletes: a build killed by a signal (a
+    launcher's SIGTERM, SIGKILL, the OOM killer) leaves it behind, and every later import
+    then waits on it forever, silently. While this lock is held no fastgan build runs
+    anywhere else, so such a file is stale and is removed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "fastgan-build.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"fastgan: another process is building the operators in {directory}; waiting for it",
+                  file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        stale = directory / "lock"
+        if stale.exists():
+            print(f"fastgan: removing {stale}, left behind by a build that was killed", file=sys.stderr)
+            stale.unlink(missing_ok=True)
+        yield
+
+
 def _load_jit() -> BackendInfo:
     from torch.utils import cpp_extension
 
@@ -58,18 +83,23 @@ def _load_jit() -> BackendInfo:
     sources = [CSRC / "ops.cpp", CSRC / "autograd.cpp", *sorted((CSRC / "cpu").glob("*.cpp"))]
     if cuda:
         sources += sorted((CSRC / "cuda").glob("*.cu"))
+    name = "fastgan_ops_cuda" if cuda else "fastgan_ops_cpu"
+    # torch's own choice of folder (TORCH_EXTENSIONS_DIR, else its cache), so that the lock guards it.
+    directory = Path(cpp_extension._get_build_directory(name, verbose=False))
     print("fastgan: no prebuilt operator library; JIT-loading it with ninja "
           "(the first build takes ~30 s, later imports reuse it)", file=sys.stderr)
-    library = cpp_extension.load(
-        name="fastgan_ops_cuda" if cuda else "fastgan_ops_cpu",
-        sources=[str(s) for s in sources],
-        extra_include_paths=[str(CSRC)],
-        extra_cflags=cxx_flags() + (["-DFASTGAN_WITH_CUDA=1"] if cuda else []),
-        extra_cuda_cflags=NVCC_FLAGS,
-        extra_ldflags=LINK_FLAGS,
-        with_cuda=cuda,
-        is_python_module=False,
-    )
+    with build_lock(directory):
+        library = cpp_extension.load(
+            name=name,
+            sources=[str(s) for s in sources],
+            extra_include_paths=[str(CSRC)],
+            extra_cflags=cxx_flags() + (["-DFASTGAN_WITH_CUDA=1"] if cuda else []),
+            extra_cuda_cflags=NVCC_FLAGS,
+            extra_ldflags=LINK_FLAGS,
+            build_directory=str(directory),
+            with_cuda=cuda,
+            is_python_module=False,
+        )
     return _checked(BackendInfo("jit", _has_kernels("CUDA"), path=str(library)))
 
 
