@@ -222,7 +222,6 @@ def test_a_build_waits_for_a_running_one_but_not_for_a_killed_one(tmp_path):
     mid-build as a signal would, frees it at once."""
     import signal
     import threading
-    import time
 
     from fastgan.ops._loader import build_lock
     holder = subprocess.Popen(
