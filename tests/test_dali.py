@@ -223,10 +223,13 @@ def test_trainer_runs_on_dali(aligned, tmp_path, capsys):
     from fastgan.train import main
     out = tmp_path / "run"
     assert main(["--data.dataset", "aligned", "--data.root", str(aligned), "--data.load_size", "72",
-                 "--data.crop_size", "64", "--train.batch_size", "4", "--train.max_steps", "3",
+                 "--data.crop_size", "64", "--train.batch_size", "4", "--train.max_steps", "7",
                  "--data.loader", "dali", "--train.out_dir", str(out), "--train.progress", "false",
                  "--model.ngf", "8", "--model.ndf", "8", "--train.val_batches", "0"]) == 0
     assert "data loader: dali (requested (DALI CPU operators: no GPU))" in capsys.readouterr().out
+    # 3 steps an epoch: the run crossed two epoch ends on one pipeline, and shut it down when it ended.
+    assert _running_pipelines() == 0
+    assert _threads_named("fastgan-dali-source") == 0 and _threads_named("fastgan-dali-runner") == 0
 
 
 def _threads_named(name: str) -> int:
@@ -241,14 +244,15 @@ def test_the_source_reads_ahead_off_the_training_thread_and_stops(aligned):
 
     from fastgan.data.dali import _BatchSource
     ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
-    source = _BatchSource(ds, [[i] for i in range(12)])
+    source = _BatchSource(ds)
+    source.start([[i] for i in range(12)])
     deadline = time.monotonic() + 10
     while source.ready.items.qsize() < _BatchSource.AHEAD and time.monotonic() < deadline:
         time.sleep(0.01)
     assert source.ready.items.qsize() == _BatchSource.AHEAD
     encoded, xs, ys, mirrors = source()
     assert encoded[0].tobytes() == (aligned / "00.png").read_bytes()
-    source.close()
+    source.stop()
     assert not source.thread.is_alive()
 
 
@@ -256,11 +260,12 @@ def test_a_read_error_surfaces_in_order_in_the_call(aligned):
     from fastgan.data.dali import _BatchSource
     ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
     (aligned / "01.png").unlink()
-    source = _BatchSource(ds, [[0], [1], [2]])
+    source = _BatchSource(ds)
+    source.start([[0], [1], [2]])
     assert source()[0][0].tobytes() == (aligned / "00.png").read_bytes()
     with pytest.raises(FileNotFoundError):
         source()
-    source.close()
+    source.stop()
 
 
 def test_an_abandoned_epoch_stops_its_threads(aligned):
@@ -338,20 +343,47 @@ def test_a_file_gone_since_start_up_is_skipped_and_counted(aligned):
     assert [len(b["A"]) for b in batches] == [4, 3, 4]
 
 
-def test_no_pipeline_is_left_running_after_an_epoch(aligned):
-    """Every pipeline is shut down when its epoch ends, the error path and an abandoned epoch
-    included. One left to the garbage collector (a traceback of DALI's frames can hold it) may be
-    collected in a forked DataLoader worker and hang it there: a CI run once did. The check scans
-    every pipeline of the process, so, last in this file, it also covers the tests above."""
+def _running_pipelines() -> int:
     from nvidia.dali.pipeline import Pipeline
+    return sum(p is not None and p._pipe is not None for p in (ref() for ref in list(Pipeline._pipes)))
 
+
+def test_one_pipeline_serves_every_epoch_read_to_its_end(aligned, monkeypatch):
+    """A finished epoch rewinds its pipeline for the next (no new build, the GPU decoder's set-up),
+    with each epoch's own order and crops; close() shuts it down."""
+    ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
+    sampler = ShardedSampler(len(ds), 5, seed=0)  # 2 batches an epoch: fewer than DALI keeps in flight
+    loader = DALILoader(ds, sampler, 5, CPU)
+    builds = []
+    original = DALILoader._build
+    monkeypatch.setattr(DALILoader, "_build", lambda self, source: builds.append(1) or original(self, source))
+    for e in range(3):
+        batches = epoch(loader, sampler, ds, e)
+        assert [len(b["A"]) for b in batches] == [5, 5]
+        assert [b["name"] for b in batches] == [[ds.files[i].stem for i in list(sampler)[k:k + 5]]
+                                                 for k in (0, 5)]
+        for batch in batches:
+            ref = collate_skipping([ds[int(name)] for name in batch["name"]])
+            torch.testing.assert_close(batch["A"], ref["A"], atol=1e-6, rtol=0)
+    assert len(builds) == 1
+    assert _running_pipelines() == 1
+    loader.close()
+    assert _running_pipelines() == 0
+
+
+def test_no_pipeline_is_left_running_after_an_epoch_cut_short(aligned):
+    """The error path and an abandoned epoch shut their pipeline down. One left to the garbage
+    collector (a traceback of DALI's frames can hold it) may be collected in a forked DataLoader
+    worker and hang it there: a CI run once did. The check scans every pipeline of the process,
+    so, last in this file, it also covers the tests above."""
     (aligned / "05.png").write_bytes((aligned / "05.png").read_bytes()[:200])  # truncated: the error path
     ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
     sampler = ShardedSampler(len(ds), 4, shuffle=False)
+    loader = DALILoader(ds, sampler, 4, CPU)
     with pytest.warns(UserWarning):
-        epoch(DALILoader(ds, sampler, 4, CPU), sampler, ds)
+        epoch(loader, sampler, ds)
+    loader.close()
     abandoned = iter(DALILoader(ds, sampler, 4, CPU))
     next(abandoned)
     abandoned.close()
-    running = sum(p is not None and p._pipe is not None for p in (ref() for ref in list(Pipeline._pipes)))
-    assert running == 0
+    assert _running_pipelines() == 0

@@ -129,25 +129,34 @@ class _BatchSource:
     """Feeds DALI one batch of encoded files and crop parameters per call, in sampler order.
 
     DALI calls it inside pipe.run(), so a thread of its own reads the files and draws the crops
-    AHEAD batches early: the call then only takes a ready batch. close() stops that thread."""
+    AHEAD batches early: the call then only takes a ready batch. A pipeline keeps its source for
+    every epoch: start() hands it an epoch's batches (a new reading thread), and after the last
+    one the call raises StopIteration, DALI's end of an epoch. stop() ends the reading thread."""
 
     AHEAD = 4
 
-    def __init__(self, dataset, batches: list[list[int]]):
-        self.dataset, self.batches = dataset, batches
+    def __init__(self, dataset):
+        self.dataset = dataset
         self.ready = _Handoff(self.AHEAD)
-        self.thread = threading.Thread(target=self._produce, name="fastgan-dali-source", daemon=True)
+        self.ready.stop()  # nothing to read before start()
+        self.thread: threading.Thread | None = None
+
+    def start(self, batches: list[list[int]]) -> None:
+        self.stop()
+        self.ready = _Handoff(self.AHEAD)  # a thread of an earlier epoch keeps writing to its own
+        self.thread = threading.Thread(target=self._produce, args=(batches, self.ready),
+                                       name="fastgan-dali-source", daemon=True)
         self.thread.start()
 
-    def _produce(self) -> None:
+    def _produce(self, batches: list[list[int]], ready: _Handoff) -> None:
         try:
-            for indices in self.batches:
-                if not self.ready.put(self._load(indices)):
+            for indices in batches:
+                if not ready.put(self._load(indices)):
                     return
         except Exception as error:  # an unreadable file: raised in DALI's call, where the loader handles it
-            self.ready.put(error)
+            ready.put(error)
             return
-        self.ready.put(None)
+        ready.put(None)
 
     def _load(self, indices: list[int]) -> tuple:
         d = self.dataset
@@ -160,7 +169,7 @@ class _BatchSource:
         crops = [centre_crop(d, i, e) for i, e in zip(indices, encoded)]
         columns = _columns(crops, (np.float32, np.float32, np.float32, np.float32, np.int32))
         if isinstance(d, ClassFolderDataset):
-            return encoded, *columns, [np.array(d.samples[i][1], np.int64) for i in indices]
+            return encoded, *columns, np.array([d.samples[i][1] for i in indices], np.int64)
         return encoded, *columns
 
     def __call__(self):
@@ -171,9 +180,10 @@ class _BatchSource:
             raise item
         return item
 
-    def close(self) -> None:
+    def stop(self) -> None:
         self.ready.stop()
-        self.thread.join()
+        if self.thread is not None:
+            self.thread.join()
 
 
 class _PipelineRunner:
@@ -230,12 +240,17 @@ class _PipelineRunner:
     def close(self) -> None:
         """Stops the thread; the source stops first, so a run() waiting on it returns."""
         self.ready.stop()
-        self.source.close()
+        self.source.stop()
         self.thread.join()
 
 
 class DALILoader:
     """Iterates one epoch of `sampler` (call sampler.set_epoch and dataset.set_epoch first).
+
+    One pipeline serves epoch after epoch: an epoch read to its end rewinds it (pipe.reset()),
+    so the next starts without a new build (the GPU decoder's set-up) and its threads. An epoch
+    cut short or failed shuts the pipeline down, and the next epoch builds one; close() shuts
+    it down for good (the trainer calls it when the run ends).
 
     PREFETCH is DALI's own queue depth: iterations in flight inside the pipeline, which a batch of
     small images needs to keep the decoder and the GPU operators busy at once."""
@@ -250,6 +265,8 @@ class DALILoader:
         self.dataset, self.sampler, self.batch_size = dataset, sampler, batch_size
         self.device, self.channels_last, self.num_threads = device, channels_last, num_threads
         self.skipped = 0
+        self._pipe = None
+        self._source: _BatchSource | None = None
 
     def __len__(self) -> int:
         return len(self.sampler) // self.batch_size
@@ -343,21 +360,40 @@ class DALILoader:
                       f"decoding it with PIL instead, which skips unreadable files", stacklevel=3)
         return collate_skipping([self.dataset[i] for i in indices])
 
+    def _open(self, batches: list[list[int]]):
+        """The pipeline, its source given `batches`: the one a finished epoch left, rewound, else a new one."""
+        if self._pipe is not None:
+            self._source.start(batches)
+            self._pipe.reset()
+            return self._pipe
+        self._source = _BatchSource(self.dataset)
+        self._source.start(batches)
+        try:
+            self._pipe = self._build(self._source)
+        except BaseException:
+            self.close()
+            raise
+        return self._pipe
+
+    def close(self) -> None:
+        """Stops the reading thread and shuts the pipeline down; a later epoch builds a new one."""
+        if self._source is not None:
+            self._source.stop()
+        if self._pipe is not None:
+            _shut_down(self._pipe)
+        self._pipe, self._source = None, None
+
     def __iter__(self):
         batches = self._batches()
         position = 0
         while position < len(batches):
-            source = _BatchSource(self.dataset, batches[position:])
+            runner = _PipelineRunner(self, self._open(batches[position:]), self._source)
+            finished = False
             try:
-                pipe = self._build(source)
-            except BaseException:
-                source.close()
-                raise
-            runner = _PipelineRunner(self, pipe, source)
-            try:
-                while position < len(batches):
+                while True:
                     tensors = runner.take()
-                    if tensors is None:
+                    if tensors is None:  # DALI's end of the epoch: the pipeline may be rewound
+                        finished = position == len(batches)
                         return
                     yield self._batch_dict(tensors, batches[position])
                     position += 1
@@ -366,8 +402,9 @@ class DALILoader:
                 position += 1
             finally:
                 runner.close()
-                _shut_down(pipe)
-                del pipe, runner
+                if not finished:
+                    self.close()
+                del runner
 
 
 def _shut_down(pipe) -> None:
