@@ -371,6 +371,23 @@ def test_one_pipeline_serves_every_epoch_read_to_its_end(aligned, monkeypatch):
     assert _running_pipelines() == 0
 
 
+def test_two_iterations_at_once_each_read_their_own_epoch(aligned):
+    """A batch peeked from one iteration while another runs: neither takes the other's pipeline."""
+    ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
+    sampler = ShardedSampler(len(ds), 4, shuffle=False)
+    loader = DALILoader(ds, sampler, 4, CPU)
+    expected = epoch(loader, sampler, ds)
+    peeking = iter(loader)
+    first = next(peeking)
+    running = list(loader)
+    rest = list(peeking)
+    for got in (running, [first, *rest]):
+        assert [b["name"] for b in got] == [b["name"] for b in expected]
+        for a, b in zip(got, expected):
+            torch.testing.assert_close(a["A"], b["A"], atol=0, rtol=0)
+    loader.close()
+
+
 def test_no_pipeline_is_left_running_after_an_epoch_cut_short(aligned):
     """The error path and an abandoned epoch shut their pipeline down. One left to the garbage
     collector (a traceback of DALI's frames can hold it) may be collected in a forked DataLoader

@@ -247,10 +247,11 @@ class _PipelineRunner:
 class DALILoader:
     """Iterates one epoch of `sampler` (call sampler.set_epoch and dataset.set_epoch first).
 
-    One pipeline serves epoch after epoch: an epoch read to its end rewinds it (pipe.reset()),
-    so the next starts without a new build (the GPU decoder's set-up) and its threads. An epoch
-    cut short or failed shuts the pipeline down, and the next epoch builds one; close() shuts
-    it down for good (the trainer calls it when the run ends).
+    One pipeline serves epoch after epoch: an epoch read to its end parks it, and the next
+    rewinds it (pipe.reset()) instead of building one (the GPU decoder's set-up). An epoch cut
+    short or failed shuts its pipeline down. Each iteration owns its pipeline, so two at once
+    (a batch peeked with next(iter(loader)) while another runs) never share one; close() shuts
+    the parked one down (the trainer calls it when the run ends).
 
     PREFETCH is DALI's own queue depth: iterations in flight inside the pipeline, which a batch of
     small images needs to keep the decoder and the GPU operators busy at once."""
@@ -265,8 +266,7 @@ class DALILoader:
         self.dataset, self.sampler, self.batch_size = dataset, sampler, batch_size
         self.device, self.channels_last, self.num_threads = device, channels_last, num_threads
         self.skipped = 0
-        self._pipe = None
-        self._source: _BatchSource | None = None
+        self._parked: tuple[object, _BatchSource] | None = None
 
     def __len__(self) -> int:
         return len(self.sampler) // self.batch_size
@@ -360,34 +360,34 @@ class DALILoader:
                       f"decoding it with PIL instead, which skips unreadable files", stacklevel=3)
         return collate_skipping([self.dataset[i] for i in indices])
 
-    def _open(self, batches: list[list[int]]):
-        """The pipeline, its source given `batches`: the one a finished epoch left, rewound, else a new one."""
-        if self._pipe is not None:
-            self._source.start(batches)
-            self._pipe.reset()
-            return self._pipe
-        self._source = _BatchSource(self.dataset)
-        self._source.start(batches)
+    def _open(self, batches: list[list[int]]) -> tuple[object, _BatchSource]:
+        """A pipeline and its source, given `batches`: the parked one, rewound, else a new one."""
+        if self._parked is not None:
+            (pipe, source), self._parked = self._parked, None
+            source.start(batches)
+            pipe.reset()
+            return pipe, source
+        source = _BatchSource(self.dataset)
+        source.start(batches)
         try:
-            self._pipe = self._build(self._source)
+            return self._build(source), source
         except BaseException:
-            self.close()
+            source.stop()
             raise
-        return self._pipe
 
     def close(self) -> None:
-        """Stops the reading thread and shuts the pipeline down; a later epoch builds a new one."""
-        if self._source is not None:
-            self._source.stop()
-        if self._pipe is not None:
-            _shut_down(self._pipe)
-        self._pipe, self._source = None, None
+        """Shuts the parked pipeline down; a later epoch builds a new one."""
+        if self._parked is not None:
+            (pipe, source), self._parked = self._parked, None
+            source.stop()
+            _shut_down(pipe)
 
     def __iter__(self):
         batches = self._batches()
         position = 0
         while position < len(batches):
-            runner = _PipelineRunner(self, self._open(batches[position:]), self._source)
+            pipe, source = self._open(batches[position:])
+            runner = _PipelineRunner(self, pipe, source)
             finished = False
             try:
                 while True:
@@ -402,9 +402,11 @@ class DALILoader:
                 position += 1
             finally:
                 runner.close()
-                if not finished:
-                    self.close()
-                del runner
+                if finished and self._parked is None:
+                    self._parked = (pipe, source)
+                else:
+                    _shut_down(pipe)
+                del pipe, runner
 
 
 def _shut_down(pipe) -> None:
