@@ -37,7 +37,7 @@ from benchmarks.session import Session
 from benchmarks.training import TrainCase, build_trainer_step, fastgan_config
 from fastgan.config import Config
 from fastgan.data import AlignedDataset, DefaultEdges2Photo, canny_edges, collate_skipping
-from fastgan.data.dali import dali_import_error
+from fastgan.data.dali import DALILoader, dali_import_error
 from fastgan.data.default import default_photo_names, load_photo
 from fastgan.data.sampler import ShardedSampler
 from fastgan.train import make_loader, to_device
@@ -188,12 +188,13 @@ def images_per_s(dataset, case: LoaderCase, timed_batches: int, device: str) -> 
 def dali_images_per_s(dataset, case: LoaderCase, timed_batches: int, device: str) -> dict:
     """DALILoader throughput over the same files; a plain index list stands in for the sampler.
     Its first 2 batches (pipeline build) are not timed."""
-    from fastgan.data.dali import DALILoader
-
     skipped = 2
     order = [i % len(dataset) for i in range((skipped + timed_batch_count(case, timed_batches)) * case.batch)]
     loader = DALILoader(dataset, order, case.batch, torch.device(device), num_threads=max(1, case.workers))
-    return _time_batches(loader, skipped, device)
+    try:
+        return _time_batches(loader, skipped, device)
+    finally:
+        loader.close()
 
 
 def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
@@ -248,6 +249,9 @@ def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
     for _ in range(ASYNC_ROUNDS):
         fed_s += _timed_steps(lambda: trainer_step(fetch()), timed_steps, device)
         resident_s += _timed_steps(lambda: trainer_step(resident), timed_steps, device)
+    stream.close()
+    if isinstance(loader, DALILoader):
+        loader.close()
     async_steps = ASYNC_ROUNDS * timed_steps
     return {"wait_pct": 100 * sum(waits) / sum(steps), "median_wait_ms": statistics.median(waits) * 1e3,
             "median_loader_ms": statistics.median(in_loader) * 1e3,
