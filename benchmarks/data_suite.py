@@ -231,27 +231,29 @@ def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
     warmup = 2 * case.workers + 1
     waits, in_loader, steps = [], [], []
     stream = batches()
-    for index in range(warmup + timed_steps):
-        begin = time.perf_counter()
-        host_batch = next(stream)
-        loaded = time.perf_counter()
-        batch = to_device(host_batch, torch.device(device), config.channels_last)
-        _sync(device)
-        fed = time.perf_counter()
-        trainer_step(batch)
-        _sync(device)
-        if index >= warmup:
-            waits.append(fed - begin)
-            in_loader.append(loaded - begin)
-            steps.append(time.perf_counter() - begin)
-    resident = fetch()
-    fed_s, resident_s = 0.0, 0.0
-    for _ in range(ASYNC_ROUNDS):
-        fed_s += _timed_steps(lambda: trainer_step(fetch()), timed_steps, device)
-        resident_s += _timed_steps(lambda: trainer_step(resident), timed_steps, device)
-    stream.close()
-    if isinstance(loader, DALILoader):
-        loader.close()
+    try:
+        for index in range(warmup + timed_steps):
+            begin = time.perf_counter()
+            host_batch = next(stream)
+            loaded = time.perf_counter()
+            batch = to_device(host_batch, torch.device(device), config.channels_last)
+            _sync(device)
+            fed = time.perf_counter()
+            trainer_step(batch)
+            _sync(device)
+            if index >= warmup:
+                waits.append(fed - begin)
+                in_loader.append(loaded - begin)
+                steps.append(time.perf_counter() - begin)
+        resident = fetch()
+        fed_s, resident_s = 0.0, 0.0
+        for _ in range(ASYNC_ROUNDS):
+            fed_s += _timed_steps(lambda: trainer_step(fetch()), timed_steps, device)
+            resident_s += _timed_steps(lambda: trainer_step(resident), timed_steps, device)
+    finally:
+        stream.close()
+        if isinstance(loader, DALILoader):
+            loader.close()
     async_steps = ASYNC_ROUNDS * timed_steps
     return {"wait_pct": 100 * sum(waits) / sum(steps), "median_wait_ms": statistics.median(waits) * 1e3,
             "median_loader_ms": statistics.median(in_loader) * 1e3,

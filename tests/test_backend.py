@@ -276,3 +276,23 @@ def test_the_jit_build_runs_under_the_lock_in_torchs_build_folder(tmp_path):
     import fastgan.ops
     """, FASTGAN_BACKEND="jit", TORCH_EXTENSIONS_DIR=str(tmp_path))
     assert f"fake build of fastgan_ops_cpu in {folder}: held=True stale=False" in result.stderr, result.stderr
+
+
+def test_a_filesystem_without_flock_still_builds(tmp_path, monkeypatch, capsys):
+    """flock can fail with ENOLCK (some network mounts): the build goes on without the lock, and a
+    torch lock file, which it can no longer tell from a live build's, is left alone."""
+    import errno
+    import fcntl
+
+    from fastgan.ops import _loader
+
+    def no_locks(*args):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    (tmp_path / "lock").write_text("")
+    entered = False
+    with _loader.build_lock(tmp_path):
+        entered = True
+    assert entered and (tmp_path / "lock").exists()
+    assert "building without the build lock ([Errno 37] No locks available)" in capsys.readouterr().err

@@ -52,7 +52,13 @@ def _paired(dataset) -> bool:
 
 
 def _read(path: Path) -> np.ndarray:
-    return np.fromfile(path, dtype=np.uint8)
+    """The file's bytes; none when it cannot be read (gone since start-up), so that DALI fails to
+    decode it in the batch that holds it. Raised here, the error would surface in DALI's call for
+    a batch several ahead (DALI asks PREFETCH batches early), and send the wrong batches to PIL."""
+    try:
+        return np.fromfile(path, dtype=np.uint8)
+    except OSError:
+        return np.zeros(0, dtype=np.uint8)
 
 
 def _relative(offset: int, span: int) -> float:
@@ -125,6 +131,13 @@ class _Handoff:
 _STOPPED = object()
 
 
+def _join(thread: threading.Thread | None) -> None:
+    """Waits for a helper thread, unless this is it: the garbage collector may finalise an epoch's
+    generator on any thread, its own helpers' included."""
+    if thread is not None and thread is not threading.current_thread():
+        thread.join()
+
+
 class _BatchSource:
     """Feeds DALI one batch of encoded files and crop parameters per call, in sampler order.
 
@@ -182,8 +195,7 @@ class _BatchSource:
 
     def stop(self) -> None:
         self.ready.stop()
-        if self.thread is not None:
-            self.thread.join()
+        _join(self.thread)
 
 
 class _PipelineRunner:
@@ -191,22 +203,26 @@ class _PipelineRunner:
     AHEAD of need: the loop's next() only takes one, instead of blocking in pipe.run() (feeding the
     source, scheduling, waiting for the decode) while the GPU could be training.
 
-    On a GPU each batch is copied out of DALI's buffers on a stream of the runner's own, which the
+    On a GPU each batch is copied out of DALI's buffers on the loader's own stream, which the
     runner waits for (its thread, not the loop's), so DALI may reuse those buffers at its next run;
     take() then marks the tensors as used on the loop's stream, so the caching allocator does not
-    give their memory back to the runner while the step still reads them."""
+    give their memory back to the runner while the step still reads them. The stream is the
+    loader's, not a new one per epoch: the allocator reuses a freed block only on its own stream."""
 
     AHEAD = 2
 
-    def __init__(self, loader: "DALILoader", pipe, source: _BatchSource):
-        self.loader, self.pipe, self.source = loader, pipe, source
-        self.stream = torch.cuda.Stream(loader.device) if loader.device.type == "cuda" else None
+    def __init__(self, loader: "DALILoader", pipe, source: _BatchSource, stream: torch.cuda.Stream | None):
+        self.loader, self.pipe, self.source, self.stream = loader, pipe, source, stream
         self.ready = _Handoff(self.AHEAD)
         self.thread = threading.Thread(target=self._produce, name="fastgan-dali-runner", daemon=True)
         self.thread.start()
 
     def _produce(self) -> None:
         try:
+            if self.stream is not None:
+                # A new thread's current device is GPU 0; another rank's stream switched to and back
+                # from here would open a context (hundreds of MB) on GPU 0.
+                torch.cuda.set_device(self.stream.device)
             while True:
                 outputs = self.pipe.run()
                 if not self.ready.put(self._copy_out(outputs)):
@@ -241,7 +257,7 @@ class _PipelineRunner:
         """Stops the thread; the source stops first, so a run() waiting on it returns."""
         self.ready.stop()
         self.source.stop()
-        self.thread.join()
+        _join(self.thread)
 
 
 class DALILoader:
@@ -266,7 +282,9 @@ class DALILoader:
         self.dataset, self.sampler, self.batch_size = dataset, sampler, batch_size
         self.device, self.channels_last, self.num_threads = device, channels_last, num_threads
         self.skipped = 0
+        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self._parked: tuple[object, _BatchSource] | None = None
+        self._generation = 0  # close() starts a new one: an iteration of an older one parks nothing
 
     def __len__(self) -> int:
         return len(self.sampler) // self.batch_size
@@ -376,7 +394,9 @@ class DALILoader:
             raise
 
     def close(self) -> None:
-        """Shuts the parked pipeline down; a later epoch builds a new one."""
+        """Shuts the parked pipeline down, and an iteration still open will shut its own down when it
+        ends, not park it; a later epoch builds a new one."""
+        self._generation += 1
         if self._parked is not None:
             (pipe, source), self._parked = self._parked, None
             source.stop()
@@ -386,8 +406,9 @@ class DALILoader:
         batches = self._batches()
         position = 0
         while position < len(batches):
+            generation = self._generation
             pipe, source = self._open(batches[position:])
-            runner = _PipelineRunner(self, pipe, source)
+            runner = _PipelineRunner(self, pipe, source, self._stream)
             finished = False
             try:
                 while True:
@@ -402,7 +423,7 @@ class DALILoader:
                 position += 1
             finally:
                 runner.close()
-                if finished and self._parked is None:
+                if finished and self._parked is None and generation == self._generation:
                     self._parked = (pipe, source)
                 else:
                     _shut_down(pipe)

@@ -60,13 +60,24 @@ def build_lock(directory: Path):
     then waits on it forever, silently. While this lock is held no fastgan build runs
     anywhere else, so such a file is stale and is removed."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "fastgan-build.lock", "a") as handle:
+    try:
+        handle = open(directory / "fastgan-build.lock", "a")
+    except OSError as error:  # another user's lock file in a shared folder
+        print(f"fastgan: building without the build lock ({error})", file=sys.stderr)
+        yield
+        return
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             print(f"fastgan: another process is building the operators in {directory}; waiting for it",
                   file=sys.stderr)
             fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as error:  # a filesystem without flock (some network and FUSE mounts)
+            print(f"fastgan: building without the build lock ({error}); a lock file left by a killed "
+                  f"build stays, and torch waits on it", file=sys.stderr)
+            yield
+            return
         stale = directory / "lock"
         if stale.exists():
             print(f"fastgan: removing {stale}, left behind by a build that was killed", file=sys.stderr)
