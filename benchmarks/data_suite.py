@@ -3,9 +3,10 @@ share of a pix2pix training step spent waiting for data with each.
 
 Loader rows run pix2pix's input pipeline as the trainer does (decode an A|B JPEG, resize
 both halves to 286/256 of the crop, one random crop and flip for both, tensors in [-1, 1],
-collate; pinned memory on CUDA) over 2,000 real photos per size, 256^2 and 512^2, written
-from the embedded photographs (random crops, resized) beside their Canny edges. Both
-loaders read the same files with the same crops, batch 16, workers or threads = the CPUs.
+collate; pinned memory on CUDA) over 2,000 JPEG pairs per size (64 with --quick), 256^2 and
+512^2, written from random crops of the embedded photographs, resized, beside their Canny
+edges. Both loaders read the same files with the same crops, batch 16, workers or threads =
+the CPUs (at most 16).
 
 The data-wait rows train pix2pix (batch 16, the fastgan configuration of the training
 suite) from the trainer's own loader (fastgan.train.make_loader) and time, per step, how
