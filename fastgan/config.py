@@ -56,7 +56,9 @@ class DataConfig:
     num_workers: int = _opt(0, "torch DataLoader worker processes per rank, the training loader's kept for the whole "
                                     "run (0 = load in the training process); with DALI, its threads per rank "
                                     "(0 = CPU cores / processes)")
-    loader: str = _opt("auto", "auto = DALI when installed with a GPU and file data, else the torch DataLoader",
+    loader: str = _opt("auto", "training loader: auto = DALI when it is installed, a GPU is present and the "
+                               "dataset is aligned, paired, an image folder or class folders, else the torch "
+                               "DataLoader (validation always reads through torch)",
                        ("auto", "dali", "torch"))
 
 
