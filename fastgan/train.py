@@ -222,17 +222,23 @@ def next_free_dir(out: Path) -> Path:
 
 
 class StopRequest:
-    """SIGTERM/SIGINT ask for a clean stop after the current step; a second SIGINT aborts."""
+    """SIGTERM/SIGINT ask for a clean stop after the current step; a second SIGINT aborts.
+    restore() gives the signals back to the handlers they had (main() returns to its caller)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
         self.requested = False
-        signal.signal(signal.SIGTERM, self._handle)
-        signal.signal(signal.SIGINT, self._handle)
+        self.previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
 
     def _handle(self, signum, frame):
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
+
+    def restore(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
 def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
@@ -792,6 +798,9 @@ def main(argv: list[str] | None = None) -> int:
                                      f"it is all unreadable" if world_size > 1 else ""))
                 epoch, start_batch = epoch + 1, 0
                 finish_stage("epoch end")
+                # A signal during the epoch's end work (validation, the checkpoint) stops the run here,
+                # with that checkpoint, not one step into the next epoch.
+                stopping |= agree(1, stop.requested)[1]
         if stopping:
             end_reason = "stopped by signal"
             if saved_step != step:
@@ -804,6 +813,7 @@ def main(argv: list[str] | None = None) -> int:
     except NoTrainingData as e:
         end_reason, exit_code = str(e), 2
     finally:
+        stop.restore()
         if progress is not None:
             progress.close()
         for each in (loader, val_loader):

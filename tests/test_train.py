@@ -160,6 +160,27 @@ def test_sigterm_checkpoints_and_exits_zero(tmp_path):
     assert state["reason"] == "stopped by signal" and 2 <= state["step"] < 100000
 
 
+def test_a_signal_during_the_epoch_end_stops_the_run_there(tmp_path, monkeypatch, capsys):
+    """SIGTERM while the epoch's end is written: the run stops with that checkpoint, not one step
+    into the next epoch; the signal handlers are the caller's again when main() returns."""
+    from fastgan import train as trainer
+    write_aligned(tmp_path / "data", 8)  # 2 steps an epoch at batch 4
+    original = trainer.ckpt_io.save_atomic
+
+    def save_then_signal(state, path):
+        written = original(state, path)
+        if state["reason"] == "epoch end":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return written
+
+    monkeypatch.setattr(trainer.ckpt_io, "save_atomic", save_then_signal)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    assert aligned_run(tmp_path / "data", tmp_path / "run", "--train.max_steps", "10") == 0
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "run")] == ["ckpt_00000002.pt"]
+    assert "stopped by signal at step 2" in capsys.readouterr().out
+
+
 def finite(path) -> bool:
     models = checkpoint.load(path)["models"]
     return all(torch.isfinite(v).all() for sd in models.values() for v in sd.values() if v.is_floating_point())
@@ -395,7 +416,7 @@ def test_stop_advice_names_the_redirected_folder(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     assert train(out, "--train.max_steps", "1") == 0
     monkeypatch.setattr(trainer.StopRequest, "requested", True, raising=False)
-    monkeypatch.setattr(trainer.StopRequest, "__init__", lambda self: None)
+    monkeypatch.setattr(trainer.StopRequest, "__init__", lambda self: setattr(self, "previous", {}))
     assert train(out, "--train.max_steps", "5") == 0
     text = capsys.readouterr().out
     assert f"continue with --train.out_dir {out}-2 --train.resume auto" in text
