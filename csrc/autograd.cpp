@@ -84,6 +84,13 @@ optional<Tensor> maybe(const Tensor& t) {
 
 Tensor per_channel(const Tensor& v) { return v.view({1, -1, 1, 1}); }
 
+// grad_out in the layout both backward kernels read it in (that of the saved tensor): a
+// gradient that arrives otherwise (expanded by sum(), or another memory format) is copied once
+// here, not once in each kernel.
+Tensor in_kernel_layout(const Tensor& grad_out, const Tensor& saved) {
+  return grad_out.contiguous(kernel_layout(saved));
+}
+
 // The differentiable inputs among `inputs` (undefined = not a tensor argument), in order.
 std::vector<bool> wanted(AutogradContext* ctx, const variable_list& inputs) {
   // Autograd numbers its edges over the defined tensor arguments only.
@@ -210,12 +217,13 @@ struct BnActTrain : torch::autograd::Function<BnActTrain> {
       return result;
     }
     const Tensor invstd = at::rsqrt(var + eps);
+    const Tensor g = in_kernel_layout(grad_out, s);
     auto [sum_dz, sum_dz_xhat] =
-        call_reduce(grad_out, s, mean, invstd, maybe(w), maybe(b), slope, saved_is_output);
+        call_reduce(g, s, mean, invstd, maybe(w), maybe(b), slope, saved_is_output);
     if (needs[0]) {
       // N*H*W, symbolic under torch.compile's dynamic shapes (and no division: C may be 0).
       const c10::Scalar count(s.sym_size(0) * s.sym_size(2) * s.sym_size(3));
-      result[0] = call_input(grad_out, s, mean, invstd, maybe(w), maybe(b), sum_dz / count,
+      result[0] = call_input(g, s, mean, invstd, maybe(w), maybe(b), sum_dz / count,
                              sum_dz_xhat / count, slope, saved_is_output);
     }
     if (w.defined()) result[1] = sum_dz_xhat;
@@ -253,14 +261,15 @@ struct BnActApply : torch::autograd::Function<BnActApply> {
       std::copy(g.begin(), g.end(), result.begin());
       return result;
     }
+    const Tensor g = in_kernel_layout(grad_out, s);
     if (needs[0]) {
       const Tensor zeros = at::zeros_like(mean);
-      result[0] = call_input(grad_out, s, mean, invstd, maybe(w), maybe(b), zeros, zeros, slope,
+      result[0] = call_input(g, s, mean, invstd, maybe(w), maybe(b), zeros, zeros, slope,
                              saved_is_output);
     }
     if (needs[1] || needs[2] || needs[3] || needs[4]) {
       auto [sum_dz, sum_dz_xhat] =
-          call_reduce(grad_out, s, mean, invstd, maybe(w), maybe(b), slope, saved_is_output);
+          call_reduce(g, s, mean, invstd, maybe(w), maybe(b), slope, saved_is_output);
       const Tensor scale = w.defined() ? w : at::ones_like(mean);
       if (needs[1]) result[1] = -sum_dz * invstd * scale;
       if (needs[2]) result[2] = sum_dz_xhat * scale / invstd;

@@ -171,6 +171,20 @@ def test_module_non_contiguous_input(device, layout):
     compare_modules(eager, fused, inputs[:1], torch.float32, train=False, check_layout=False)
 
 
+@requires_compiled
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_a_gradient_in_another_layout_is_copied_once_for_both_backward_kernels(train):
+    """sum().backward() hands the module an expanded gradient: the backward copies it into the
+    kernels' layout once, not once in each of its two kernels (a full extra pass over memory)."""
+    from torch.profiler import ProfilerActivity, profile
+    x = torch.randn(4, 8, 16, 16, requires_grad=True)
+    module = BatchNormLeakyReLU2d(8).train(train)
+    out = module(x).sum()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        torch.autograd.grad(out, [x, *module.parameters()])
+    assert sum(e.count for e in prof.key_averages() if e.key == "aten::clone") == 1
+
+
 def test_module_inplace_does_not_modify_input():
     """inplace=True saves the output for backward; the caller's input must be left intact."""
     fused = BatchNormLeakyReLU2d(SHAPE[1], 0.1, inplace=True)
