@@ -799,8 +799,9 @@ def main(argv: list[str] | None = None) -> int:
                 epoch, start_batch = epoch + 1, 0
                 finish_stage("epoch end")
                 # A signal during the epoch's end work (validation, the checkpoint) stops the run here,
-                # with that checkpoint, not one step into the next epoch.
-                stopping |= agree(1, stop.requested)[1]
+                # with that checkpoint, not one step into the next epoch (a run this epoch ended, ended).
+                if step < total_steps and epoch < epochs:
+                    stopping |= agree(1, stop.requested)[1]
         if stopping:
             end_reason = "stopped by signal"
             if saved_step != step:

@@ -179,6 +179,10 @@ def test_a_signal_during_the_epoch_end_stops_the_run_there(tmp_path, monkeypatch
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
     assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "run")] == ["ckpt_00000002.pt"]
     assert "stopped by signal at step 2" in capsys.readouterr().out
+    # A signal during the end of the run's last epoch: the run finished, and says so.
+    assert aligned_run(tmp_path / "data", tmp_path / "done", "--train.max_steps", "2") == 0
+    out = capsys.readouterr().out
+    assert "stopped by signal" not in out and "fastgan: finished: step 2" in out
 
 
 def finite(path) -> bool:
