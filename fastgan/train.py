@@ -817,9 +817,8 @@ def main(argv: list[str] | None = None) -> int:
         stop.restore()
         if progress is not None:
             progress.close()
-        for each in (loader, val_loader):
-            if isinstance(each, DALILoader):  # its pipeline outlives an epoch, for the next one
-                each.close()
+        if isinstance(loader, DALILoader):  # its pipeline outlives an epoch (validation reads through torch)
+            loader.close()
     if is_main:
         if exit_code == 1:
             good = newest_good_checkpoint(out, resumed_from)
