@@ -28,8 +28,9 @@ using torch::autograd::variable_list;
 
 // ---- the ops below autograd, through the dispatcher ----
 
-using TrainSig = std::tuple<Tensor, Tensor, Tensor>(const Tensor&, const optional<Tensor>&,
-                                                    const optional<Tensor>&, double, double, bool);
+using TrainSig = std::tuple<Tensor, Tensor, Tensor, Tensor>(const Tensor&, const optional<Tensor>&,
+                                                            const optional<Tensor>&, double, double,
+                                                            bool);
 using ApplySig = Tensor(const Tensor&, const Tensor&, const Tensor&, const optional<Tensor>&,
                         const optional<Tensor>&, double, bool);
 using ReduceSig = std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&,
@@ -47,9 +48,9 @@ c10::TypedOperatorHandle<Sig> op(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
 }
 
-std::tuple<Tensor, Tensor, Tensor> call_train(const Tensor& x, const optional<Tensor>& w,
-                                              const optional<Tensor>& b, double eps,
-                                              double slope, bool save_output) {
+std::tuple<Tensor, Tensor, Tensor, Tensor> call_train(const Tensor& x, const optional<Tensor>& w,
+                                                      const optional<Tensor>& b, double eps,
+                                                      double slope, bool save_output) {
   static const auto handle = op<TrainSig>("fastgan::bn_act_train");
   return handle.call(x, w, b, eps, slope, save_output);
 }
@@ -175,8 +176,14 @@ Tensor g_loss_composite(const Tensor& fake, GanMode mode, double target_real) {
 
 // ---- BatchNorm + LeakyReLU ----
 
+// Gradients of outputs that nothing used (the statistics, a loss's own gradient maps) stay
+// undefined instead of being filled with zeros: two or three allocations and fills per backward,
+// pure host time at the small shapes (benchmarks/README.md, "Host overhead").
+void skip_unused_grads(AutogradContext* ctx) { ctx->set_materialize_grads(false); }
+
 void save_bn(AutogradContext* ctx, const Tensor& x, const Tensor& out, double slope,
              bool save_output, std::initializer_list<Tensor> per_channel_tensors) {
+  skip_unused_grads(ctx);
   // Keeping `out` instead of `x` is the in-place activated BatchNorm idea: the input
   // activation is then free to go as soon as the forward is done.
   variable_list saved{save_output ? out : x};
@@ -191,22 +198,24 @@ struct BnActTrain : torch::autograd::Function<BnActTrain> {
                                const optional<Tensor>& b, double eps, double slope,
                                bool save_output) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [out, mean, var] = call_train(x, w, b, eps, slope, save_output);
+    auto [out, mean, var, invstd] = call_train(x, w, b, eps, slope, save_output);
     save_bn(ctx, x, out, slope, save_output,
-            {mean, var, w.value_or(Tensor()), b.value_or(Tensor())});
+            {mean, invstd, w.value_or(Tensor()), b.value_or(Tensor())});
     ctx->saved_data["eps"] = eps;
-    ctx->mark_non_differentiable({mean, var});
-    return {out, mean, var};
+    ctx->mark_non_differentiable({mean, var, invstd});
+    return {out, mean, var, invstd};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved = ctx->get_saved_variables();
-    const Tensor &s = saved[0], &mean = saved[1], &var = saved[2], &w = saved[3], &b = saved[4];
+    const Tensor &s = saved[0], &mean = saved[1], &invstd = saved[2], &w = saved[3],
+                 &b = saved[4];
     const double eps = ctx->saved_data["eps"].toDouble();
     const double slope = ctx->saved_data["slope"].toDouble();
     const bool saved_is_output = ctx->saved_data["saved_is_output"].toBool();
     const Tensor& grad_out = grads[0];
     variable_list result(6);
+    if (!grad_out.defined()) return result;  // no gradient reached the output: none to give
     const variable_list inputs{s, w, b};
     const std::vector<bool> needs = wanted(ctx, inputs);
     if (at::GradMode::is_enabled()) {
@@ -216,7 +225,9 @@ struct BnActTrain : torch::autograd::Function<BnActTrain> {
       std::copy(g.begin(), g.end(), result.begin());
       return result;
     }
-    const Tensor invstd = at::rsqrt(var + eps);
+    // Grad mode is off here: the kernels go straight below autograd, not through the boxed
+    // fallback that ops without an Autograd kernel take (host time on every backward).
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
     const Tensor g = in_kernel_layout(grad_out, s);
     auto [sum_dz, sum_dz_xhat] =
         call_reduce(g, s, mean, invstd, maybe(w), maybe(b), slope, saved_is_output);
@@ -252,6 +263,7 @@ struct BnActApply : torch::autograd::Function<BnActApply> {
     const bool saved_is_output = ctx->saved_data["saved_is_output"].toBool();
     const Tensor& grad_out = grads[0];
     variable_list result(7);
+    if (!grad_out.defined()) return result;  // no gradient reached the output: none to give
     const variable_list inputs{s, mean, invstd, w, b};
     const std::vector<bool> needs = wanted(ctx, inputs);
     if (at::GradMode::is_enabled()) {
@@ -261,6 +273,9 @@ struct BnActApply : torch::autograd::Function<BnActApply> {
       std::copy(g.begin(), g.end(), result.begin());
       return result;
     }
+    // Grad mode is off here: the kernels go straight below autograd, not through the boxed
+    // fallback that ops without an Autograd kernel take (host time on every backward).
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
     const Tensor g = in_kernel_layout(grad_out, s);
     if (needs[0]) {
       const Tensor zeros = at::zeros_like(mean);
@@ -289,6 +304,7 @@ struct GanDLoss : torch::autograd::Function<GanDLoss> {
     static const auto handle = op<DLossSig>("fastgan::gan_d_loss");
     auto [loss, grad_real, grad_fake] = handle.call(real, fake, mode, target_real, target_fake);
     // The logit maps are small; they are kept for create_graph=True.
+    skip_unused_grads(ctx);
     ctx->save_for_backward({grad_real, grad_fake, real, fake});
     ctx->saved_data["mode"] = std::string(mode);
     ctx->saved_data["target_real"] = target_real;
@@ -301,6 +317,7 @@ struct GanDLoss : torch::autograd::Function<GanDLoss> {
     const variable_list saved = ctx->get_saved_variables();
     const Tensor& grad_loss = grads[0];
     variable_list result(5);
+    if (!grad_loss.defined()) return result;  // no gradient reached the output: none to give
     if (at::GradMode::is_enabled()) {
       const variable_list inputs{saved[2], saved[3]};
       const Tensor loss = d_loss_composite(
@@ -322,6 +339,7 @@ struct GanGLoss : torch::autograd::Function<GanGLoss> {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     static const auto handle = op<GLossSig>("fastgan::gan_g_loss");
     auto [loss, grad_fake] = handle.call(fake, mode, target_real);
+    skip_unused_grads(ctx);
     ctx->save_for_backward({grad_fake, fake});
     ctx->saved_data["mode"] = std::string(mode);
     ctx->saved_data["target_real"] = target_real;
@@ -333,6 +351,7 @@ struct GanGLoss : torch::autograd::Function<GanGLoss> {
     const variable_list saved = ctx->get_saved_variables();
     const Tensor& grad_loss = grads[0];
     variable_list result(3);
+    if (!grad_loss.defined()) return result;  // no gradient reached the output: none to give
     if (at::GradMode::is_enabled()) {
       const variable_list inputs{saved[1]};
       const Tensor loss = g_loss_composite(saved[1],
@@ -348,12 +367,13 @@ struct GanGLoss : torch::autograd::Function<GanGLoss> {
 
 // ---- the Autograd kernels ----
 
-std::tuple<Tensor, Tensor, Tensor> bn_act_train_autograd(const Tensor& x,
-                                                         const optional<Tensor>& w,
-                                                         const optional<Tensor>& b, double eps,
-                                                         double slope, bool save_output) {
+std::tuple<Tensor, Tensor, Tensor, Tensor> bn_act_train_autograd(const Tensor& x,
+                                                                 const optional<Tensor>& w,
+                                                                 const optional<Tensor>& b,
+                                                                 double eps, double slope,
+                                                                 bool save_output) {
   const variable_list out = BnActTrain::apply(x, w, b, eps, slope, save_output);
-  return {out[0], out[1], out[2]};
+  return {out[0], out[1], out[2], out[3]};
 }
 
 Tensor bn_act_apply_autograd(const Tensor& x, const Tensor& mean, const Tensor& invstd,

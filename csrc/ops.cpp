@@ -11,10 +11,12 @@ TORCH_LIBRARY(fastgan, m) {
   m.def(
       "bn_act_apply(Tensor input, Tensor mean, Tensor invstd, Tensor? weight, "
       "Tensor? bias, float negative_slope, bool save_output) -> Tensor");
-  // Training forward: batch statistics, then the fused normalize pass.
+  // Training forward: batch statistics, then the fused normalize pass. invstd = 1 / sqrt(var +
+  // eps), which the statistics pass computes anyway: the backward reads it instead of recomputing.
   m.def(
       "bn_act_train(Tensor input, Tensor? weight, Tensor? bias, float eps, "
-      "float negative_slope, bool save_output) -> (Tensor out, Tensor mean, Tensor var)");
+      "float negative_slope, bool save_output) "
+      "-> (Tensor out, Tensor mean, Tensor var, Tensor invstd)");
   // Backward, pass 1: per-channel sums of dz and dz * xhat (dz = grad through the activation).
   m.def(
       "bn_act_backward_reduce(Tensor grad_out, Tensor saved, Tensor mean, Tensor invstd, "

@@ -13,7 +13,7 @@ from torch import nn
 import fastgan.ops as fops
 from fastgan.nn import BatchNormLeakyReLU2d
 
-from conftest import DEVICES, DTYPE_IDS, FLOAT_DTYPES, LAYOUTS, assert_close, make_layout, requires_compiled
+from conftest import COMPILED, DEVICES, DTYPE_IDS, FLOAT_DTYPES, LAYOUTS, assert_close, make_layout, requires_compiled
 
 SHAPE = (4, 6, 5, 7)
 HALF = (torch.float16, torch.bfloat16)
@@ -183,6 +183,34 @@ def test_a_gradient_in_another_layout_is_copied_once_for_both_backward_kernels(t
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         torch.autograd.grad(out, [x, *module.parameters()])
     assert sum(e.count for e in prof.key_averages() if e.key == "aten::clone") == 1
+
+
+@requires_compiled
+def test_training_step_dispatches_no_avoidable_ops():
+    """Host time at small shapes is paid per dispatched op: the backward neither recomputes the
+    inverse deviation (the forward returns it) nor fills zeros for the statistics' gradients that
+    nothing used, and the running statistics take one foreach call for both buffers."""
+    from torch.profiler import ProfilerActivity, profile
+    x = torch.randn(4, 8, 5, 5, requires_grad=True)
+    module = BatchNormLeakyReLU2d(8)
+    with profile(activities=[ProfilerActivity.CPU]) as forward:
+        out = module(x)
+    grad_out = torch.ones_like(out)
+    with profile(activities=[ProfilerActivity.CPU]) as backward:
+        torch.autograd.grad(out, [x, *module.parameters()], grad_out)
+    names = {e.key for e in backward.key_averages()}
+    assert not names & {"aten::zeros", "aten::zeros_like", "aten::zero_", "aten::fill_", "aten::rsqrt"}, names
+    assert {"fastgan::bn_act_backward_reduce", "fastgan::bn_act_backward_input"} <= names
+    assert [e.count for e in forward.key_averages() if e.key == "aten::_foreach_lerp_"] == [1]
+
+
+def test_bn_act_train_op_returns_the_inverse_deviation_its_backward_reads():
+    """The raw op's fourth output is 1 / sqrt(var + eps); fastgan.ops.bn_act_train keeps to three."""
+    x = torch.randn(3, 4, 5, 6)
+    if COMPILED:
+        out, mean, var, invstd = torch.ops.fastgan.bn_act_train(x, None, None, 1e-3, 0.2, False)
+        assert_close(invstd, torch.rsqrt(var + 1e-3))
+    assert len(fops.bn_act_train(x, None, None, 1e-3, 0.2)) == 3
 
 
 def test_module_inplace_does_not_modify_input():

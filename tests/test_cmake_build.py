@@ -22,7 +22,7 @@ LOAD_AND_CALL = textwrap.dedent(
     torch.manual_seed(0)
     x = torch.randn(2, 3, 4, 5)
     w, b = torch.rand(3) + 0.5, torch.randn(3)
-    out, mean, var = torch.ops.fastgan.bn_act_train(x, w, b, 1e-5, 0.2, False)
+    out, mean, var, invstd = torch.ops.fastgan.bn_act_train(x, w, b, 1e-5, 0.2, False)
     bn = torch.nn.functional.batch_norm(x, None, None, w, b, training=True, eps=1e-5)
     want = torch.nn.functional.leaky_relu(bn, 0.2)
     torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)

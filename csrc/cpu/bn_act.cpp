@@ -582,7 +582,7 @@ at::Tensor bn_act_apply_cpu(const at::Tensor& input, const at::Tensor& mean,
   return out;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_act_train_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_act_train_cpu(
     const at::Tensor& input, const c10::optional<at::Tensor>& weight,
     const c10::optional<at::Tensor>& bias, double eps, double negative_slope,
     bool /*save_output: for autograd only*/) {
@@ -593,7 +593,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_act_train_cpu(
   const at::Tensor x = input.contiguous(fmt);
   const Dims d = dims_of(x, fmt);
   at::Tensor out = at::empty(x.sizes(), x.options().memory_format(fmt));
-  std::vector<double> mean(d.C), var(d.C);
+  std::vector<double> mean(d.C), var(d.C), invstd(d.C);
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, x.scalar_type(), "fastgan::bn_act_train", [&] {
         using acc_t = acc_type<scalar_t>;
@@ -602,15 +602,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_act_train_cpu(
         const acc_t slope = static_cast<acc_t>(negative_slope);
         const scalar_t* xp = x.const_data_ptr<scalar_t>();
         stats_kernel<scalar_t>(d, xp, mean.data(), var.data());
+        for (int64_t c = 0; c < d.C; ++c) invstd[c] = 1.0 / std::sqrt(var[c] + eps);
         if (x.numel() == 0) return;
         std::vector<acc_t> m(d.C), scale(d.C);
         for (int64_t c = 0; c < d.C; ++c) {
           m[c] = static_cast<acc_t>(mean[c]);
-          scale[c] = static_cast<acc_t>(w[c] / std::sqrt(var[c] + eps));
+          scale[c] = static_cast<acc_t>(w[c] * invstd[c]);
         }
         apply_kernel(d, xp, out.mutable_data_ptr<scalar_t>(), m, scale, b, slope);
       });
-  return {out, channel_tensor(mean, x), channel_tensor(var, x)};
+  return {out, channel_tensor(mean, x), channel_tensor(var, x), channel_tensor(invstd, x)};
 }
 
 std::tuple<at::Tensor, at::Tensor> bn_act_backward_reduce_cpu(

@@ -711,7 +711,7 @@ at::Tensor bn_act_apply_cuda(const at::Tensor& input, const at::Tensor& mean,
   return out;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_act_train_cuda(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_act_train_cuda(
     const at::Tensor& input, const c10::optional<at::Tensor>& weight,
     const c10::optional<at::Tensor>& bias, double eps, double negative_slope,
     bool /*save_output*/) {
@@ -722,7 +722,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_act_train_cuda(
   const at::MemoryFormat fmt = kernel_layout(input);
   const at::Tensor x = input.contiguous(fmt);
   at::Tensor out = at::empty(x.sizes(), x.options().memory_format(fmt));
-  if (x.numel() == 0) return {out, nan_vector(x), nan_vector(x)};
+  if (x.numel() == 0) return {out, nan_vector(x), nan_vector(x), nan_vector(x)};
   const Layout l = layout_of(x);
   at::Tensor mean = at::empty({l.C}, x.options().dtype(stat_dtype(x)));
   at::Tensor var = at::empty_like(mean);
@@ -733,7 +733,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_act_train_cuda(
         launch_stats<scalar_t>(x, l, mean, var, ch.invstd, eps);
         launch_apply<scalar_t>(x, l, out, ch.args<acc_type<scalar_t>>(negative_slope));
       });
-  return {out, mean, var};
+  return {out, mean, var, ch.invstd};
 }
 
 std::tuple<at::Tensor, at::Tensor> bn_act_backward_reduce_cuda(

@@ -54,13 +54,18 @@ class BatchNormLeakyReLU2d(_NormBase):
         return self.momentum
 
     def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, count) -> None:
-        # lerp_ is (1 - factor) * running + factor * batch in one kernel per buffer: a
-        # small layer's step is bound by host time per launch (benchmarks/README.md, "Host overhead").
+        # lerp_ is (1 - factor) * running + factor * batch in one kernel per buffer, and one foreach
+        # call does both buffers: a small layer's step is bound by host time per launch
+        # (benchmarks/README.md, "Host overhead").
         factor = self._momentum_factor()
         dtype = self.running_mean.dtype  # a module cast whole to a half type keeps half buffers
+        unbiased = var * (count / (count - 1))
         with torch.no_grad():
-            self.running_mean.lerp_(mean.to(dtype), factor)
-            self.running_var.lerp_((var * (count / (count - 1))).to(dtype), factor)
+            if isinstance(factor, float) and mean.dtype == dtype:  # both buffers in one call
+                torch._foreach_lerp_((self.running_mean, self.running_var), (mean, unbiased), factor)
+            else:
+                self.running_mean.lerp_(mean.to(dtype), factor)
+                self.running_var.lerp_(unbiased.to(dtype), factor)
 
     def _uses_batch_stats(self) -> bool:
         return self.training or self.running_mean is None

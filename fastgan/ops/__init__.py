@@ -64,8 +64,12 @@ def _check_channel_vector(v, x: torch.Tensor, name: str) -> None:
 
 
 def _as_stat(v, x: torch.Tensor):
-    """Per-channel vectors travel as float32 (float64 for float64 inputs)."""
-    return None if v is None else v.to(reference.stat_dtype(x))
+    """Per-channel vectors travel as float32 (float64 for float64 inputs). Compared first: even a
+    no-op .to() is a dispatch, host time that small layers pay on every call."""
+    if v is None:
+        return None
+    dtype = reference.stat_dtype(x)
+    return v if v.dtype == dtype else v.to(dtype)
 
 
 def _check_training_batch(x: torch.Tensor) -> None:
@@ -97,7 +101,7 @@ def bn_act_train(x, weight=None, bias=None, eps: float = 1e-5, negative_slope: f
     _check_save_output(save_output, negative_slope)
     weight, bias = _as_stat(weight, x), _as_stat(bias, x)
     if _native(x):
-        return torch.ops.fastgan.bn_act_train(x, weight, bias, float(eps), float(negative_slope), save_output)
+        return torch.ops.fastgan.bn_act_train(x, weight, bias, float(eps), float(negative_slope), save_output)[:3]
     return reference.bn_act_train(x, weight, bias, eps, negative_slope, save_output)
 
 

@@ -40,7 +40,7 @@ def _bn_act_apply_fake(x, mean, invstd, weight, bias, negative_slope, save_outpu
 
 @torch.library.register_fake("fastgan::bn_act_train")
 def _bn_act_train_fake(x, weight, bias, eps, negative_slope, save_output):
-    return _empty_like_kernel(x), _channel_vector(x), _channel_vector(x)
+    return _empty_like_kernel(x), _channel_vector(x), _channel_vector(x), _channel_vector(x)
 
 
 @torch.library.register_fake("fastgan::bn_act_backward_reduce")

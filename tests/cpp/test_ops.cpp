@@ -23,6 +23,7 @@ using at::Tensor;
 using OptTensor = std::optional<Tensor>;
 using Tensor2 = std::tuple<Tensor, Tensor>;
 using Tensor3 = std::tuple<Tensor, Tensor, Tensor>;
+using Tensor4 = std::tuple<Tensor, Tensor, Tensor, Tensor>;
 
 // The fp32 contract in docs: equal to the eager composition within 1e-5.
 constexpr double kTol = 1e-5;
@@ -79,13 +80,14 @@ Tensor reference_bn_act(const Tensor& x, const OptTensor& w, const OptTensor& b,
 void check_bn_forward(const std::string& name, const Tensor& x, const OptTensor& w,
                       const OptTensor& b, double slope) {
   const double eps = 1e-5;
-  auto [out, mean, var] =
-      op<Tensor3(const Tensor&, const OptTensor&, const OptTensor&, double, double, bool)>(
+  auto [out, mean, var, invstd] =
+      op<Tensor4(const Tensor&, const OptTensor&, const OptTensor&, double, double, bool)>(
           "fastgan::bn_act_train")
           .call(x, w, b, eps, slope, false);
   expect_close(name + " bn_act_train out", out, reference_bn_act(x, w, b, eps, slope));
   expect_close(name + " bn_act_train mean", mean, x.mean({0, 2, 3}));
   expect_close(name + " bn_act_train var", var, x.var({0, 2, 3}, /*unbiased=*/false));
+  expect_close(name + " bn_act_train invstd", invstd, (var + eps).rsqrt());
   // The inputs here are NCHW- or channels_last-contiguous, so the kernel keeps that layout.
   expect(name + " bn_act_train out keeps the input's layout",
          out.is_contiguous(x.suggest_memory_format()));
@@ -94,7 +96,6 @@ void check_bn_forward(const std::string& name, const Tensor& x, const OptTensor&
   expect_close(name + " bn_stats mean", s_mean, mean);
   expect_close(name + " bn_stats var", s_var, var);
 
-  Tensor invstd = (var + eps).rsqrt();
   Tensor applied = op<Tensor(const Tensor&, const Tensor&, const Tensor&, const OptTensor&,
                              const OptTensor&, double, bool)>("fastgan::bn_act_apply")
                        .call(x, mean, invstd, w, b, slope, false);
@@ -112,11 +113,10 @@ void check_bn_backward(const std::string& name, const Tensor& x, const Tensor& w
   Tensor grad_out = at::randn_like(x);
   reference_bn_act(xr, wr, br, eps, slope).backward(grad_out);
 
-  auto [out, mean, var] =
-      op<Tensor3(const Tensor&, const OptTensor&, const OptTensor&, double, double, bool)>(
+  auto [out, mean, var, invstd] =
+      op<Tensor4(const Tensor&, const OptTensor&, const OptTensor&, double, double, bool)>(
           "fastgan::bn_act_train")
           .call(x, w, b, eps, slope, true);
-  Tensor invstd = (var + eps).rsqrt();
   const double n = static_cast<double>(x.numel() / x.size(1));
   auto reduce = op<Tensor2(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                            const OptTensor&, const OptTensor&, double, bool)>(
@@ -144,7 +144,7 @@ void check_bn_backward(const std::string& name, const Tensor& x, const Tensor& w
     Tensor xa = x.detach().clone().requires_grad_(true);
     Tensor wa = w.detach().clone().requires_grad_(true);
     Tensor ba = b.detach().clone().requires_grad_(true);
-    std::get<0>(op<Tensor3(const Tensor&, const OptTensor&, const OptTensor&, double, double, bool)>(
+    std::get<0>(op<Tensor4(const Tensor&, const OptTensor&, const OptTensor&, double, double, bool)>(
                     "fastgan::bn_act_train")
                     .call(xa, wa, ba, eps, slope, saved_is_output))
         .backward(grad_out);
