@@ -65,6 +65,17 @@ def _format(t):
         else torch.contiguous_format
 
 
+def expanded_gradient_clones() -> int:
+    """aten::clone calls in the synchronized backward of a gradient expanded by sum()."""
+    from torch.profiler import ProfilerActivity, profile
+    module = SyncBatchNormLeakyReLU2d(CHANNELS)
+    x = torch.randn(3, CHANNELS, HEIGHT, WIDTH, requires_grad=True)
+    out = module(x).sum()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        torch.autograd.grad(out, [x, *module.parameters()])
+    return sum(e.count for e in prof.key_averages() if e.key == "aten::clone")
+
+
 def main(rank: int, world_size: int, port: int, out_file: str) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     results = {}
@@ -85,6 +96,7 @@ def main(rank: int, world_size: int, port: int, out_file: str) -> None:
                 "num_batches_tracked": module.num_batches_tracked,
                 "out_is_channels_last": steps[0]["out"].is_contiguous(memory_format=torch.channels_last),
             }
+        results["expanded_gradient_clones"] = expanded_gradient_clones()
         dist.barrier()
     finally:
         dist.destroy_process_group()

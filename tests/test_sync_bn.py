@@ -15,7 +15,7 @@ from torch import nn
 from fastgan.nn import BatchNormLeakyReLU2d, SyncBatchNormLeakyReLU2d, convert_sync_batchnorm
 
 import sync_bn_worker as worker
-from conftest import ROOT, assert_close
+from conftest import ROOT, assert_close, requires_compiled
 
 WORLD_SIZE = 2
 
@@ -106,6 +106,13 @@ def test_two_ranks_match_one_process(distributed_results, name):
         assert_close(r["running_var"].to(eager[0].running_var.dtype), eager[0].running_var, stat)
         assert r["num_batches_tracked"].item() == plain.num_batches_tracked.item() == worker.STEPS
         assert r["out_is_channels_last"] == (memory_format == torch.channels_last)
+
+
+@requires_compiled
+def test_an_expanded_gradient_is_copied_once_for_both_backward_kernels(distributed_results):
+    """sum().backward() hands the synchronized module an expanded gradient: its backward copies it
+    into the kernels' layout once, not once in each of its two kernels."""
+    assert [r["expanded_gradient_clones"] for r in distributed_results] == [1] * WORLD_SIZE
 
 
 # ---------------------------------------------------------------- convert_sync_batchnorm

@@ -15,6 +15,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn.modules.batchnorm import _NormBase
 
 from fastgan import ops
+from fastgan.ops.layout import kernel_layout
 
 
 class BatchNormLeakyReLU2d(_NormBase):
@@ -129,6 +130,9 @@ class _SyncBatchNormAct(torch.autograd.Function):
     @once_differentiable  # a gradient penalty through it gets torch's clear error, not a silent zero
     def backward(ctx, grad_out, _grad_mean, _grad_var, _grad_total):
         saved, mean, invstd, weight, bias, total = ctx.saved_tensors
+        # Both kernels read grad_out in saved's layout: a gradient in another (expanded by sum(), or
+        # another memory format) is copied here once, not in each of them.
+        grad_out = grad_out.contiguous(memory_format=kernel_layout(saved))
         sum_dz, sum_dz_xhat = ops.bn_act_backward_reduce(grad_out, saved, mean, invstd, weight, bias,
                                                          ctx.negative_slope, ctx.saved_is_output)
         channels = mean.shape[0]

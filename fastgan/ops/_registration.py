@@ -8,16 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from .layout import kernel_layout
 from .reference import stat_dtype
-
-
-def kernel_layout(x: torch.Tensor) -> torch.memory_format:
-    """Mirror of csrc/common.h's kernel_layout: the layout outputs are written in."""
-    if x.is_contiguous():
-        return torch.contiguous_format
-    if x.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 def _empty_like_kernel(x: torch.Tensor) -> torch.Tensor:
