@@ -1,6 +1,7 @@
 """The DALI loader on DALI's CPU operators (GPU variants run on the GPU machine)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -134,8 +135,9 @@ def test_resized_centre_window_takes_the_torch_geometry(tmp_path):
     smooth = np.kron(rng.integers(0, 256, (4, 6, 3)), np.ones((5, 6, 1))).astype(np.uint8)[:20, :33]
     Image.fromarray(smooth).save(tmp_path / "0.png")
     ds = ImageFolderDataset(tmp_path, image_size=10)
-    assert centre_crop(ds, 0, np.fromfile(tmp_path / "0.png", np.uint8)) == (16, 10, 0.5, 0.0, 0)
-    assert centre_crop(ds, 0, np.frombuffer(b"not an image", np.uint8)) == (10, 10, 0.0, 0.0, 0)
+    assert centre_crop(ds, 0, tmp_path / "0.png") == (16, 10, 0.5, 0.0, 0)
+    (tmp_path / "bad").write_bytes(b"not an image")
+    assert centre_crop(ds, 0, tmp_path / "bad") == (10, 10, 0.0, 0.0, 0)
     sampler = ShardedSampler(1, 1, shuffle=False)
     dali = epoch(DALILoader(ds, sampler, 1, CPU), sampler, ds)[0]["image"][0]
     assert (dali - ds[0]["image"]).abs().mean() < 0.03  # bicubic filters differ slightly, windows do not
@@ -237,9 +239,9 @@ def _threads_named(name: str) -> int:
     return sum(t.name == name for t in threading.enumerate())
 
 
-def test_the_source_reads_ahead_off_the_training_thread_and_stops(aligned):
-    """Files are read before DALI asks for them; close() ends the reading thread even when
-    nobody takes the batches it prepared."""
+def test_the_source_prepares_ahead_off_the_training_thread_and_stops(aligned):
+    """Batches of paths and crops are ready before DALI asks for them (DALI reads the files
+    itself); close() ends the thread even when nobody takes the batches it prepared."""
     import time
 
     from fastgan.data.dali import _BatchSource
@@ -250,23 +252,10 @@ def test_the_source_reads_ahead_off_the_training_thread_and_stops(aligned):
     while source.ready.items.qsize() < _BatchSource.AHEAD and time.monotonic() < deadline:
         time.sleep(0.01)
     assert source.ready.items.qsize() == _BatchSource.AHEAD
-    encoded, xs, ys, mirrors = source()
-    assert encoded[0].tobytes() == (aligned / "00.png").read_bytes()
+    paths, xs, ys, mirrors = source()
+    assert paths[0].tobytes() == os.fsencode(aligned / "00.png")
     source.stop()
     assert not source.thread.is_alive()
-
-
-def test_a_file_gone_reads_as_no_bytes_for_the_decoder_to_fail_on(aligned):
-    """Raised by the reading thread, the error would reach DALI's call for a batch PREFETCH ahead."""
-    from fastgan.data.dali import _BatchSource
-    ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
-    (aligned / "01.png").unlink()
-    source = _BatchSource(ds)
-    source.start([[0], [1], [2]])
-    assert source()[0][0].tobytes() == (aligned / "00.png").read_bytes()
-    assert source()[0][0].size == 0
-    assert source()[0][0].tobytes() == (aligned / "02.png").read_bytes()
-    source.stop()
 
 
 def test_an_abandoned_epoch_stops_its_threads(aligned):
@@ -335,13 +324,34 @@ def test_a_file_gone_since_start_up_is_skipped_and_counted(aligned):
     ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
     (aligned / "07.png").unlink()
     sampler = ShardedSampler(len(ds), 1, shuffle=False)
+    loader = DALILoader(ds, sampler, 1, CPU)
     with pytest.warns(UserWarning) as caught:
-        batches = epoch(DALILoader(ds, sampler, 1, CPU), sampler, ds)
+        batches = epoch(loader, sampler, ds)
+    loader.close()  # the pipeline built after the failed batch finished the epoch and is parked
     messages = [str(w.message) for w in caught]
     assert sum(m.startswith("DALI could not load a batch") for m in messages) == 1, messages
     assert any("skipping unreadable image" in m and "07.png" in m for m in messages), messages
     assert [b["skipped"] for b in batches] == [0] * 7 + [1] + [0] * 4
     assert [len(b.get("A", ())) for b in batches] == [1] * 7 + [0] + [1] * 4  # an empty batch: nothing readable
+
+
+def test_an_image_folder_file_gone_since_start_up_fails_only_its_own_batch(tmp_path):
+    """The source reads only the header of a folder image (for the centre window); a vanished file
+    gets a placeholder window there and fails DALI's read in its own batch, not a batch early."""
+    rng = np.random.default_rng(3)
+    for i in range(6):
+        Image.fromarray(blocky(rng, 40)).save(tmp_path / f"{i}.png")
+    ds = ImageFolderDataset(tmp_path, image_size=32, seed=0)
+    (tmp_path / "3.png").unlink()
+    sampler = ShardedSampler(len(ds), 1, shuffle=False)
+    loader = DALILoader(ds, sampler, 1, CPU)
+    with pytest.warns(UserWarning) as caught:
+        batches = epoch(loader, sampler, ds)
+    loader.close()  # the pipeline built after the failed batch finished the epoch and is parked
+    messages = [str(w.message) for w in caught]
+    assert sum(m.startswith("DALI could not load a batch") for m in messages) == 1, messages
+    assert [b["skipped"] for b in batches] == [0, 0, 0, 1, 0, 0]
+    assert [len(b.get("image", ())) for b in batches] == [1, 1, 1, 0, 1, 1]
 
 
 def test_closing_the_loader_mid_epoch_leaves_that_pipeline_unparked(aligned):

@@ -4,17 +4,19 @@ The loader is a drop-in for the torch DataLoader over fastgan's file datasets: i
 the same batch dicts in the same dtype and range, visits samples in the sampler's order
 (sharded by rank, resumable mid-epoch) and takes every crop offset and flip from the
 dataset's own per-sample generator, so DALI and torch crop the same windows; only the
-resampling filters differ. Python reads the encoded bytes, a few batches ahead in a thread
-of its own; DALI does the rest, on the GPU ("mixed" decoder + GPU operators) or, without
-one, with its CPU operators (what CI tests); a second thread runs the pipeline, so finished
-batches wait for the training loop rather than the loop for them.
+resampling filters differ. Python hands DALI each batch's file paths and crop parameters, a
+few batches ahead in a thread of its own; DALI reads the files (fn.io.file.read, on its own
+threads: no image byte passes through Python, whose feeding calls hold the GIL) and does the
+rest, on the GPU ("mixed" decoder + GPU operators) or, without one, with its CPU operators
+(what CI tests); a second thread runs the pipeline, so finished batches wait for the
+training loop rather than the loop for them.
 
-A batch DALI cannot decode is decoded again by the dataset's torch path, which skips and
-counts the unreadable files, so a corrupt image never ends a run.
+A batch DALI cannot read or decode is decoded again by the dataset's torch path, which skips
+and counts the unreadable files, so a corrupt or vanished image never ends a run.
 """
 from __future__ import annotations
 
-import io
+import os
 import queue
 import threading
 import warnings
@@ -51,14 +53,9 @@ def _paired(dataset) -> bool:
     return isinstance(dataset, (AlignedDataset, PairedFolderDataset))
 
 
-def _read(path: Path) -> np.ndarray:
-    """The file's bytes; none when it cannot be read (gone since start-up), so that DALI fails to
-    decode it in the batch that holds it. Raised here, the error would surface in DALI's call for
-    a batch several ahead (DALI asks PREFETCH batches early), and send the wrong batches to PIL."""
-    try:
-        return np.fromfile(path, dtype=np.uint8)
-    except OSError:
-        return np.zeros(0, dtype=np.uint8)
+def _encoded_path(path: Path) -> np.ndarray:
+    """A path as fn.io.file.read takes it: its bytes, as the OS spells them."""
+    return np.frombuffer(os.fsencode(path), dtype=np.uint8)
 
 
 def _relative(offset: int, span: int) -> float:
@@ -78,13 +75,13 @@ def paired_crop(dataset, index: int) -> tuple[float, float, int]:
     return _relative(left, span), _relative(top, span), int(mirror)
 
 
-def centre_crop(dataset, index: int, encoded: np.ndarray) -> tuple[int, int, float, float, int]:
+def centre_crop(dataset, index: int, path: Path) -> tuple[int, int, float, float, int]:
     """(resized width, resized height, relative x, relative y, mirror) of the torch transform's
     resize and centre window for this file, its size read from the header. An unreadable header
     gives a placeholder: DALI then fails on the file, and the batch goes the torch path's way."""
     size = dataset.transform.image_size
     mirror = bool(dataset.rng(index).random() < 0.5) and dataset.transform.flip
-    header = image_size(io.BytesIO(encoded))
+    header = image_size(path)
     if header is None:
         return size, size, 0.0, 0.0, int(mirror)
     width, height, left, top = center_crop_geometry(*header, size)
@@ -138,18 +135,31 @@ def _join(thread: threading.Thread | None) -> None:
         thread.join()
 
 
-class _BatchSource:
-    """Feeds DALI one batch of encoded files and crop parameters per call, in sampler order.
+def _file_columns(dataset) -> list[list[Path]]:
+    """The dataset's files, one list per file DALI reads for a sample (A and B of paired folders)."""
+    if isinstance(dataset, PairedFolderDataset):
+        return [[a for a, _ in dataset.pairs], [b for _, b in dataset.pairs]]
+    if isinstance(dataset, ClassFolderDataset):
+        return [[path for path, _ in dataset.samples]]
+    return [list(dataset.files)]
 
-    DALI calls it inside pipe.run(), so a thread of its own reads the files and draws the crops
-    AHEAD batches early: the call then only takes a ready batch. A pipeline keeps its source for
-    every epoch: start() hands it an epoch's batches (a new reading thread), and after the last
-    one the call raises StopIteration, DALI's end of an epoch. stop() ends the reading thread."""
+
+class _BatchSource:
+    """Feeds DALI one batch of file paths and crop parameters per call, in sampler order.
+
+    DALI calls it inside pipe.run(), so a thread of its own draws the crops (and reads the image
+    folders' headers) AHEAD batches early: the call then only takes a ready batch. The files are
+    DALI's to read, so one that vanished since start-up fails in its own batch, not in the call
+    for a batch PREFETCH ahead. A pipeline keeps its source for every epoch: start() hands it an
+    epoch's batches (a new thread), and after the last one the call raises StopIteration, DALI's
+    end of an epoch. stop() ends the thread."""
 
     AHEAD = 4
 
     def __init__(self, dataset):
         self.dataset = dataset
+        self.files = _file_columns(dataset)
+        self.paths = [[_encoded_path(path) for path in column] for column in self.files]
         self.ready = _Handoff(self.AHEAD)
         self.ready.stop()  # nothing to read before start()
         self.thread: threading.Thread | None = None
@@ -166,24 +176,22 @@ class _BatchSource:
             for indices in batches:
                 if not ready.put(self._load(indices)):
                     return
-        except Exception as error:  # an unreadable file: raised in DALI's call, where the loader handles it
+        except Exception as error:  # raised in DALI's call, where the loop decides what it means
             ready.put(error)
             return
         ready.put(None)
 
     def _load(self, indices: list[int]) -> tuple:
         d = self.dataset
+        paths = [[column[i] for i in indices] for column in self.paths]
         if _paired(d):
             crops = [paired_crop(d, i) for i in indices]
-            encoded = ([[_read(d.files[i]) for i in indices]] if isinstance(d, AlignedDataset)
-                       else [[_read(d.pairs[i][0]) for i in indices], [_read(d.pairs[i][1]) for i in indices]])
-            return (*encoded, *_columns(crops, (np.float32, np.float32, np.int32)))
-        encoded = [_read(d.samples[i][0] if isinstance(d, ClassFolderDataset) else d.files[i]) for i in indices]
-        crops = [centre_crop(d, i, e) for i, e in zip(indices, encoded)]
+            return (*paths, *_columns(crops, (np.float32, np.float32, np.int32)))
+        crops = [centre_crop(d, i, self.files[0][i]) for i in indices]
         columns = _columns(crops, (np.float32, np.float32, np.float32, np.float32, np.int32))
         if isinstance(d, ClassFolderDataset):
-            return encoded, *columns, np.array([d.samples[i][1] for i in indices], np.int64)
-        return encoded, *columns
+            return *paths, *columns, np.array([d.samples[i][1] for i in indices], np.int64)
+        return *paths, *columns
 
     def __call__(self):
         item = self.ready.get()
@@ -309,10 +317,10 @@ class DALILoader:
                                             mean=[127.5] * channels, std=[127.5] * channels,
                                             output_layout=layout, dtype=types.FLOAT)
 
-        def decode(encoded):
+        def decode(paths):
             # The torch path (PIL) ignores EXIF orientation; a rotated A|B image would also split wrongly.
-            return fn.decoders.image(encoded, device="mixed" if gpu else "cpu", adjust_orientation=False,
-                                     output_type=types.GRAY if gray else types.RGB)
+            return fn.decoders.image(fn.io.file.read(paths), device="mixed" if gpu else "cpu",
+                                     adjust_orientation=False, output_type=types.GRAY if gray else types.RGB)
 
         def resize_square(image, size: int):
             return fn.resize(image, resize_x=size, resize_y=size, interp_type=types.INTERP_CUBIC)
@@ -324,24 +332,24 @@ class DALILoader:
                 t = d.transform
                 size = t.load_size if t.train else t.crop_size
                 if isinstance(d, AlignedDataset):
-                    encoded, x, y, mirror = fn.external_source(source=source, num_outputs=4, batch=True)
-                    image = decode(encoded)
+                    paths, x, y, mirror = fn.external_source(source=source, num_outputs=4, batch=True)
+                    image = decode(paths)
                     left = fn.slice(image, rel_start=(0.0, 0.0), rel_shape=(1.0, 0.5), axes=(0, 1))
                     right = fn.slice(image, rel_start=(0.0, 0.5), rel_shape=(1.0, 0.5), axes=(0, 1))
                     a, b = (left, right) if d.direction == "AtoB" else (right, left)
                 else:
-                    enc_a, enc_b, x, y, mirror = fn.external_source(source=source, num_outputs=5, batch=True)
-                    a, b = decode(enc_a), decode(enc_b)
+                    paths_a, paths_b, x, y, mirror = fn.external_source(source=source, num_outputs=5, batch=True)
+                    a, b = decode(paths_a), decode(paths_b)
                     if d.direction == "BtoA":
                         a, b = b, a
                 return (finish(resize_square(a, size), x, y, mirror, t.crop_size),
                         finish(resize_square(b, size), x, y, mirror, t.crop_size))
             if isinstance(d, ClassFolderDataset):
-                encoded, width, height, x, y, mirror, label = fn.external_source(source=source, num_outputs=7,
-                                                                                 batch=True)
+                paths, width, height, x, y, mirror, label = fn.external_source(source=source, num_outputs=7,
+                                                                               batch=True)
             else:
-                encoded, width, height, x, y, mirror = fn.external_source(source=source, num_outputs=6, batch=True)
-            image = fn.resize(decode(encoded), resize_x=width, resize_y=height, interp_type=types.INTERP_CUBIC)
+                paths, width, height, x, y, mirror = fn.external_source(source=source, num_outputs=6, batch=True)
+            image = fn.resize(decode(paths), resize_x=width, resize_y=height, interp_type=types.INTERP_CUBIC)
             image = finish(image, x, y, mirror, d.transform.image_size)
             return (image, label) if isinstance(d, ClassFolderDataset) else (image,)
 
