@@ -8,13 +8,14 @@ drops -march=native for a build that must run on other CPUs.
 import glob
 import os
 import sys
+from pathlib import Path
 
 from setuptools import setup
 from torch.utils import cpp_extension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, ROOT)
-from fastgan._build import LINK_FLAGS, NVCC_FLAGS, cxx_flags  # noqa: E402
+from fastgan._build import LINK_FLAGS, NVCC_FLAGS, cxx_flags, sources_digest  # noqa: E402
 
 
 def _want_cuda() -> bool:
@@ -45,7 +46,10 @@ def extension():
         include_dirs=[os.path.join(ROOT, "csrc")],
         extra_compile_args=args,
         extra_link_args=LINK_FLAGS,
-        define_macros=[("FASTGAN_WITH_CUDA", "1")] if cuda else [],
+        # The loader compares it with the sources beside an editable install, so a library left
+        # from before an update is not loaded against Python code that expects the new operators.
+        define_macros=[("FASTGAN_SOURCES_DIGEST", sources_digest(Path(ROOT) / "csrc"))]
+        + ([("FASTGAN_WITH_CUDA", "1")] if cuda else []),
     )
 
 

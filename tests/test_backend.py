@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -296,3 +297,78 @@ def test_a_filesystem_without_flock_still_builds(tmp_path, monkeypatch, capsys):
         entered = True
     assert entered and (tmp_path / "lock").exists()
     assert "building without the build lock ([Errno 37] No locks available)" in capsys.readouterr().err
+
+
+def _fake_library(path, digest: str | None) -> None:
+    """Bytes standing in for a built library: some padding, then the digest where setup.py puts it."""
+    from fastgan._build import DIGEST_MARKER
+    path.write_bytes(b"\x7fELF" + bytes(1000) + (DIGEST_MARKER + digest.encode() if digest else b"") + bytes(100))
+
+
+def test_a_library_built_from_other_sources_is_stale(tmp_path):
+    """The digest setup.py compiles into the library is compared with the sources beside it."""
+    from fastgan._build import sources_digest
+    from fastgan.ops._loader import CSRC, stale_reason
+    library = tmp_path / "_C.so"
+    _fake_library(library, sources_digest(CSRC))
+    assert stale_reason(library, CSRC) is None
+    _fake_library(library, "0" * 64)
+    assert "was built from other sources than those in" in stale_reason(library, CSRC)
+    _fake_library(library, None)
+    assert "records no source digest" in stale_reason(library, CSRC)
+
+
+def test_the_digest_follows_every_source_file(tmp_path):
+    """A changed, added or renamed source changes the digest; the same tree gives the same one."""
+    from fastgan._build import sources_digest
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "ops.cpp").write_text("a")
+    (tmp_path / "cpu" / "k.cpp").write_text("b")
+    first = sources_digest(tmp_path)
+    assert sources_digest(tmp_path) == first
+    (tmp_path / "cpu" / "k.cpp").write_text("c")
+    changed = sources_digest(tmp_path)
+    (tmp_path / "cpu" / "k.cpp").rename(tmp_path / "cpu" / "l.cpp")
+    renamed = sources_digest(tmp_path)
+    (tmp_path / "common.h").write_text("d")
+    assert len({first, changed, renamed, sources_digest(tmp_path)}) == 4
+    (tmp_path / "notes.txt").write_text("not a source")
+    assert sources_digest(tmp_path) != first
+
+
+def test_a_prebuilt_library_of_this_checkout_matches_its_sources():
+    """An editable install's own build (CI's) is current, so it is what runs, not a JIT rebuild."""
+    import importlib.util
+
+    from fastgan.ops._loader import CSRC, stale_reason
+    spec = importlib.util.find_spec("fastgan._C")
+    if spec is None or not (CSRC / "ops.cpp").is_file():
+        pytest.skip("no prebuilt fastgan._C in this checkout (the JIT build serves it)")
+    assert stale_reason(Path(spec.origin), CSRC) is None
+    assert fops.backend_info()["backend"] == "aot"
+
+
+def test_a_stale_prebuilt_library_is_passed_over_with_the_reason(tmp_path):
+    """Loaded, an old library would register old operator schemas for good; auto mode says why it
+    skips it and builds from the current sources instead (blocked here, so the reference runs)."""
+    library = tmp_path / "_C.so"
+    _fake_library(library, "0" * 64)
+    result = run_python(BLOCK_COMPILED + f"""
+    import importlib.machinery, importlib.util, json
+    real_find_spec = importlib.util.find_spec
+    def find_spec(name, *args):
+        if name == "fastgan._C":
+            return importlib.machinery.ModuleSpec(name, None, origin={str(library)!r})
+        return real_find_spec(name, *args)
+    importlib.util.find_spec = find_spec
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import fastgan.ops as fops
+    print(json.dumps(fops.backend_info()))
+    """)
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout.strip().splitlines()[-1])
+    assert info["backend"] == "reference"
+    assert "was built from other sources" in info["reason"] and "no C++ compiler in this test" in info["reason"]
+    assert "fastgan: not loading the prebuilt operator library" in result.stderr
+    assert "pip install --no-build-isolation -e ." in result.stderr

@@ -7,6 +7,7 @@ falling back.
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import os
 import sys
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from fastgan._build import LINK_FLAGS, NVCC_FLAGS, cxx_flags
+from fastgan._build import DIGEST_MARKER, LINK_FLAGS, NVCC_FLAGS, cxx_flags, sources_digest
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
 CHOICES = ("auto", "aot", "jit", "reference")
@@ -45,7 +46,31 @@ def _checked(info: BackendInfo) -> BackendInfo:
     return info
 
 
+class StaleLibrary(RuntimeError):
+    """The prebuilt library was built from other sources than those beside it."""
+
+
+def stale_reason(library: Path, csrc: Path) -> str | None:
+    """Why `library` does not match the sources in `csrc`, or None when it does. Read from the
+    file, not the loaded module: loading registers its operators, for good, in this process."""
+    data = library.read_bytes()
+    start = data.find(DIGEST_MARKER)
+    if start < 0:
+        return f"{library} records no source digest (built by an older fastgan)"
+    start += len(DIGEST_MARKER)
+    built_from = data[start:start + 64].decode("ascii", "replace")
+    if built_from != sources_digest(csrc):
+        return f"{library} was built from other sources than those in {csrc} (they changed since the build)"
+    return None
+
+
 def _load_aot() -> BackendInfo:
+    spec = importlib.util.find_spec("fastgan._C")
+    if spec is not None and spec.origin and (CSRC / "ops.cpp").is_file():  # an editable install's own build
+        reason = stale_reason(Path(spec.origin), CSRC)
+        if reason:
+            raise StaleLibrary(f"{reason}; rebuild it with `pip install --no-build-isolation -e .`, or delete "
+                               f"it to let fastgan JIT-build the operators")
     from fastgan import _C
 
     return _checked(BackendInfo("aot", _has_kernels("CUDA"), path=_C.__file__))
@@ -130,5 +155,7 @@ def load() -> BackendInfo:
         except Exception as error:  # any failure means: try the next backend
             if choice == name:
                 raise RuntimeError(f"fastgan: FASTGAN_BACKEND={name} failed: {error}") from error
+            if isinstance(error, StaleLibrary):  # there is a library, so say why it is passed over
+                print(f"fastgan: not loading the prebuilt operator library: {error}", file=sys.stderr)
             reasons.append(f"{name}: {type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}")
     return BackendInfo("reference", torch.cuda.is_available(), reason="; ".join(reasons))
