@@ -122,7 +122,7 @@ def _load_jit() -> BackendInfo:
     name = "fastgan_ops_cuda" if cuda else "fastgan_ops_cpu"
     # torch's own choice of folder (TORCH_EXTENSIONS_DIR, else its cache), so that the lock guards it.
     directory = Path(cpp_extension._get_build_directory(name, verbose=False))
-    print("fastgan: no prebuilt operator library; JIT-loading it with ninja "
+    print("fastgan: no current prebuilt operator library; JIT-loading it with ninja "
           "(the first build takes ~30 s, later imports reuse it)", file=sys.stderr)
     with build_lock(directory):
         library = cpp_extension.load(
