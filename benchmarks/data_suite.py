@@ -13,7 +13,10 @@ suite) from the trainer's own loader (fastgan.train.make_loader) and time, per s
 long the loop blocks on the next batch and its copy to the device against the whole step,
 its stream synchronised at its end so that no wait hides behind queued device work (an upper
 bound: the trainer itself does not synchronise every step). The loader's own share of the wait
-(next() alone, before the copy) is kept apart, to tell a slow loader from a slow copy. The
+(next() alone) and the copy's host time (to_device, before the synchronisation) are kept apart,
+to tell a slow loader from a slow copy and both from the device work the synchronisation waits
+for (on DALI, whose batches are already on the GPU, a slow copy is the loop waiting for the
+Python lock that the loader's threads hold). The
 same rows then time the loop as the trainer runs it, unsynchronised, fed by the loader against
 fed from one batch kept on the device: the loader's cost in the step it does not hide.
 """
@@ -230,7 +233,7 @@ def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
         return to_device(next(stream), torch.device(device), config.channels_last)
 
     warmup = 2 * case.workers + 1
-    waits, in_loader, steps = [], [], []
+    waits, in_loader, in_copy, steps = [], [], [], []
     stream = batches()
     try:
         for index in range(warmup + timed_steps):
@@ -238,6 +241,7 @@ def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
             host_batch = next(stream)
             loaded = time.perf_counter()
             batch = to_device(host_batch, torch.device(device), config.channels_last)
+            copied = time.perf_counter()
             _sync(device)
             fed = time.perf_counter()
             trainer_step(batch)
@@ -245,6 +249,7 @@ def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
             if index >= warmup:
                 waits.append(fed - begin)
                 in_loader.append(loaded - begin)
+                in_copy.append(copied - loaded)
                 steps.append(time.perf_counter() - begin)
         resident = fetch()
         fed_s, resident_s = 0.0, 0.0
@@ -257,7 +262,7 @@ def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
             loader.close()
     async_steps = ASYNC_ROUNDS * timed_steps
     return {"wait_pct": 100 * sum(waits) / sum(steps), "median_wait_ms": statistics.median(waits) * 1e3,
-            "median_loader_ms": statistics.median(in_loader) * 1e3,
+            "median_loader_ms": statistics.median(in_loader) * 1e3, "median_copy_ms": statistics.median(in_copy) * 1e3,
             "median_step_ms": statistics.median(steps) * 1e3, "img_per_s": case.train.batch * len(steps) / sum(steps),
             "steps_timed": len(steps), "steps_not_timed": warmup, "why": why,
             "async_cost_pct": 100 * max(0.0, fed_s - resident_s) / fed_s,
@@ -283,8 +288,8 @@ def _loader_row(case: LoaderCase, files: int, pin_memory: bool, status: str = "o
 
 def _wait_row(case: WaitCase, files: int, status: str = "ok", note: str | None = None) -> dict:
     return {**case.as_dict(), "files": files, "status": status, "note": note, "wait_pct": None,
-            "median_wait_ms": None, "median_loader_ms": None, "median_step_ms": None, "img_per_s": None,
-            "async_cost_pct": None, "async_step_ms": None, "async_resident_step_ms": None}
+            "median_wait_ms": None, "median_loader_ms": None, "median_copy_ms": None, "median_step_ms": None,
+            "img_per_s": None, "async_cost_pct": None, "async_step_ms": None, "async_resident_step_ms": None}
 
 
 def _empty_row(case, sched: dict, pin_memory: bool, status: str = "ok", note: str | None = None) -> dict:
@@ -345,8 +350,9 @@ def _progress(row: dict) -> str:
     if "wait_pct" in row:
         return (f"data: {row['label']:<58} waits {row['wait_pct']:5.2f}% of the step "
                 f"({row['median_wait_ms']:.2f} of {row['median_step_ms']:.1f} ms, "
-                f"{row['median_loader_ms']:.2f} of it in the loader); costs {row['async_cost_pct']:5.2f}% "
-                f"run asynchronously ({row['async_step_ms']:.2f} vs {row['async_resident_step_ms']:.2f} ms a step)")
+                f"{row['median_loader_ms']:.2f} of it in the loader, {row['median_copy_ms']:.2f} in the copy); "
+                f"costs {row['async_cost_pct']:5.2f}% run asynchronously ({row['async_step_ms']:.2f} vs "
+                f"{row['async_resident_step_ms']:.2f} ms a step)")
     ratio = f"  {row['x_torch']:.2f}x torch" if row.get("x_torch") else ""
     return f"data: {row['label']:<58} {row['img_per_s']:9.1f} img/s{ratio}"
 
