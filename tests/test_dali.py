@@ -258,6 +258,29 @@ def test_the_source_prepares_ahead_off_the_training_thread_and_stops(aligned):
     assert not source.thread.is_alive()
 
 
+def test_a_producer_that_was_ahead_pauses_after_the_consumer_takes(monkeypatch):
+    """The consumer takes from a full queue: the producer's waiting item goes in, then it pauses
+    before its next GIL-holding work, so the consumer's step runs first. A put with room, or by
+    a producer that is behind, does not pause."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    import fastgan.data.dali as dali
+    pauses = []
+    monkeypatch.setattr(dali, "time", SimpleNamespace(sleep=pauses.append))
+    handoff = dali._Handoff(1)
+    assert handoff.put("first") and pauses == []
+    producer = threading.Thread(target=handoff.put, args=("second",))
+    producer.start()
+    time.sleep(0.05)  # the producer finds the queue full and waits
+    assert handoff.get() == "first"
+    producer.join(timeout=5)
+    assert pauses == [dali._Handoff.YIELD_S]
+    assert handoff.get() == "second"
+    assert handoff.put("third") and pauses == [dali._Handoff.YIELD_S]
+
+
 def test_an_abandoned_epoch_stops_its_threads(aligned):
     """A run that stops mid-epoch (max_steps) leaves no thread behind reading or decoding the next batches."""
     ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)

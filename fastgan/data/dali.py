@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -96,7 +97,16 @@ def _columns(rows: list[tuple], dtypes: tuple) -> list[np.ndarray]:
 
 class _Handoff:
     """A bounded queue from a producer thread to its consumer that stop() ends on both sides: a
-    producer blocked on a full queue and a consumer blocked on an empty one both return."""
+    producer blocked on a full queue and a consumer blocked on an empty one both return.
+
+    A producer that found the queue full is ahead: once its item finds room (the consumer just
+    took one), it waits YIELD_S before going on. Its next work (feeding DALI, drawing crops) holds
+    the GIL, at times inside calls that cannot be interrupted, and the consumer needs the GIL
+    right then for the step it took the item for: on the CPU, the training loop's Python work
+    after next() took a p90 of 1.2-1.4 ms without the pause and 0.4 ms with it (0.37 alone).
+    A producer that is behind never finds the queue full, so never waits."""
+
+    YIELD_S = 0.001
 
     def __init__(self, size: int):
         self.items: queue.Queue = queue.Queue(maxsize=size)
@@ -104,12 +114,15 @@ class _Handoff:
 
     def put(self, item) -> bool:
         """False when stopped before the item found room."""
+        ahead = self.items.full()
         while not self.stopped.is_set():
             try:
                 self.items.put(item, timeout=0.1)
-                return True
             except queue.Full:
                 continue
+            if ahead:
+                time.sleep(self.YIELD_S)
+            return True
         return False
 
     def get(self):
