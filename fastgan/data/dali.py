@@ -148,13 +148,13 @@ def _join(thread: threading.Thread | None) -> None:
         thread.join()
 
 
-def _file_columns(dataset) -> list[list[Path]]:
-    """The dataset's files, one list per file DALI reads for a sample (A and B of paired folders)."""
+def _sample_files(dataset, index: int) -> tuple[Path, ...]:
+    """The files DALI reads for one sample: A and B of paired folders, else the one image."""
     if isinstance(dataset, PairedFolderDataset):
-        return [[a for a, _ in dataset.pairs], [b for _, b in dataset.pairs]]
+        return dataset.pairs[index]
     if isinstance(dataset, ClassFolderDataset):
-        return [[path for path, _ in dataset.samples]]
-    return [list(dataset.files)]
+        return dataset.samples[index][:1]
+    return (dataset.files[index],)
 
 
 class _BatchSource:
@@ -171,8 +171,6 @@ class _BatchSource:
 
     def __init__(self, dataset):
         self.dataset = dataset
-        self.files = _file_columns(dataset)
-        self.paths = [[_encoded_path(path) for path in column] for column in self.files]
         self.ready = _Handoff(self.AHEAD)
         self.ready.stop()  # nothing to read before start()
         self.thread: threading.Thread | None = None
@@ -196,11 +194,12 @@ class _BatchSource:
 
     def _load(self, indices: list[int]) -> tuple:
         d = self.dataset
-        paths = [[column[i] for i in indices] for column in self.paths]
+        files = [_sample_files(d, i) for i in indices]
+        paths = [[_encoded_path(path) for path in column] for column in zip(*files)]
         if _paired(d):
             crops = [paired_crop(d, i) for i in indices]
             return (*paths, *_columns(crops, (np.float32, np.float32, np.int32)))
-        crops = [centre_crop(d, i, self.files[0][i]) for i in indices]
+        crops = [centre_crop(d, i, sample[0]) for i, sample in zip(indices, files)]
         columns = _columns(crops, (np.float32, np.float32, np.float32, np.float32, np.int32))
         if isinstance(d, ClassFolderDataset):
             return *paths, *columns, np.array([d.samples[i][1] for i in indices], np.int64)
@@ -332,8 +331,11 @@ class DALILoader:
 
         def decode(paths):
             # The torch path (PIL) ignores EXIF orientation; a rotated A|B image would also split wrongly.
-            return fn.decoders.image(fn.io.file.read(paths), device="mixed" if gpu else "cpu",
-                                     adjust_orientation=False, output_type=types.GRAY if gray else types.RGB)
+            # Plain reads: a file mapped into memory and truncated meanwhile (a dataset rewritten
+            # during a run) would kill the process with SIGBUS, not fail its batch.
+            encoded = fn.io.file.read(paths, dont_use_mmap=True)
+            return fn.decoders.image(encoded, device="mixed" if gpu else "cpu", adjust_orientation=False,
+                                     output_type=types.GRAY if gray else types.RGB)
 
         def resize_square(image, size: int):
             return fn.resize(image, resize_x=size, resize_y=size, interp_type=types.INTERP_CUBIC)
