@@ -332,8 +332,9 @@ def test_the_digest_follows_every_source_file(tmp_path):
     renamed = sources_digest(tmp_path)
     (tmp_path / "common.h").write_text("d")
     assert len({first, changed, renamed, sources_digest(tmp_path)}) == 4
+    before = sources_digest(tmp_path)
     (tmp_path / "notes.txt").write_text("not a source")
-    assert sources_digest(tmp_path) != first
+    assert sources_digest(tmp_path) == before
 
 
 def test_a_prebuilt_library_of_this_checkout_matches_its_sources():
@@ -348,27 +349,34 @@ def test_a_prebuilt_library_of_this_checkout_matches_its_sources():
     assert fops.backend_info()["backend"] == "aot"
 
 
-def test_a_stale_prebuilt_library_is_passed_over_with_the_reason(tmp_path):
-    """Loaded, an old library would register old operator schemas for good; auto mode says why it
-    skips it and builds from the current sources instead (blocked here, so the reference runs)."""
-    library = tmp_path / "_C.so"
+def test_an_editable_installs_stale_library_is_refused_before_it_is_loaded(tmp_path, monkeypatch):
+    """Loaded, an old library would register old operator schemas for good; it is refused from
+    its file, before any import. A library that is not the checkout's own is not checked."""
+    import importlib.machinery
+    import importlib.util
+
+    from fastgan.ops import _loader
+    (tmp_path / "csrc").mkdir()
+    (tmp_path / "csrc" / "ops.cpp").write_text("// the checkout's current sources")
+    (tmp_path / "fastgan").mkdir()
+    library = tmp_path / "fastgan" / "_C.so"
     _fake_library(library, "0" * 64)
-    result = run_python(BLOCK_COMPILED + f"""
-    import importlib.machinery, importlib.util, json
-    real_find_spec = importlib.util.find_spec
-    def find_spec(name, *args):
-        if name == "fastgan._C":
-            return importlib.machinery.ModuleSpec(name, None, origin={str(library)!r})
-        return real_find_spec(name, *args)
-    importlib.util.find_spec = find_spec
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import fastgan.ops as fops
-    print(json.dumps(fops.backend_info()))
-    """)
-    assert result.returncode == 0, result.stderr
-    info = json.loads(result.stdout.strip().splitlines()[-1])
-    assert info["backend"] == "reference"
-    assert "was built from other sources" in info["reason"] and "no C++ compiler in this test" in info["reason"]
-    assert "fastgan: not loading the prebuilt operator library" in result.stderr
-    assert "pip install --no-build-isolation -e ." in result.stderr
+    monkeypatch.setattr(_loader, "CSRC", tmp_path / "csrc")
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: importlib.machinery.ModuleSpec(name, None, origin=str(library)))
+    with pytest.raises(_loader.StaleLibrary, match="was built from other sources.*pip install --no-build-isolation"):
+        _loader._load_aot()
+
+
+def test_auto_says_why_it_passes_over_a_stale_library_and_builds(monkeypatch, capsys):
+    from fastgan.ops import _loader
+
+    def stale():
+        raise _loader.StaleLibrary("the library was built from other sources")
+
+    monkeypatch.setattr(_loader, "_load_aot", stale)
+    monkeypatch.setattr(_loader, "_load_jit", lambda: _loader.BackendInfo("jit", False, path="built.so"))
+    monkeypatch.delenv("FASTGAN_BACKEND", raising=False)
+    assert _loader.load().backend == "jit"
+    assert ("fastgan: not loading the prebuilt operator library: the library was built from other sources"
+            in capsys.readouterr().err)

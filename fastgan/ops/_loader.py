@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import importlib.util
+import mmap
 import os
 import sys
 from contextlib import contextmanager
@@ -53,12 +54,14 @@ class StaleLibrary(RuntimeError):
 def stale_reason(library: Path, csrc: Path) -> str | None:
     """Why `library` does not match the sources in `csrc`, or None when it does. Read from the
     file, not the loaded module: loading registers its operators, for good, in this process."""
-    data = library.read_bytes()
-    start = data.find(DIGEST_MARKER)
-    if start < 0:
-        return f"{library} records no source digest (built by an older fastgan)"
-    start += len(DIGEST_MARKER)
-    built_from = data[start:start + 64].decode("ascii", "replace")
+    if library.stat().st_size == 0:  # mmap refuses an empty file
+        return f"{library} is empty"
+    with open(library, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        start = data.find(DIGEST_MARKER)  # pages up to the marker only, not the whole library
+        if start < 0:
+            return f"{library} records no source digest (built by an older fastgan)"
+        start += len(DIGEST_MARKER)
+        built_from = data[start:start + 64].decode("ascii", "replace")
     if built_from != sources_digest(csrc):
         return f"{library} was built from other sources than those in {csrc} (they changed since the build)"
     return None
@@ -66,7 +69,8 @@ def stale_reason(library: Path, csrc: Path) -> str | None:
 
 def _load_aot() -> BackendInfo:
     spec = importlib.util.find_spec("fastgan._C")
-    if spec is not None and spec.origin and (CSRC / "ops.cpp").is_file():  # an editable install's own build
+    own_build = spec is not None and spec.origin and Path(spec.origin).resolve().parent == CSRC.parent / "fastgan"
+    if own_build and (CSRC / "ops.cpp").is_file():  # an editable install: its csrc/ is beside it
         reason = stale_reason(Path(spec.origin), CSRC)
         if reason:
             raise StaleLibrary(f"{reason}; rebuild it with `pip install --no-build-isolation -e .`, or delete "
