@@ -327,7 +327,8 @@ struct GanDLoss : torch::autograd::Function<GanDLoss> {
       std::copy(g.begin(), g.end(), result.begin());
       return result;
     }
-    // Both maps scaled in one foreach call: one launch on a GPU where two products take two.
+    // Both maps scaled in one foreach call: one launch on a GPU for fp32/fp64 maps (half-type maps
+    // meet the fp32 loss's gradient, and CUDA's foreach then takes its two-launch path).
     const variable_list scaled = at::_foreach_mul({saved[0], saved[1]}, grad_loss);
     result[0] = scaled[0];
     result[1] = scaled[1];
