@@ -341,17 +341,22 @@ def test_an_unexpected_error_in_the_runner_is_raised_in_the_loop(aligned, monkey
     assert _threads_named("fastgan-dali-runner") == 0
 
 
+def _epoch_of_single_batches(ds) -> tuple[list[dict], list[str]]:
+    """An unshuffled epoch of batch 1 through DALI on the CPU: its batches and the warnings given."""
+    sampler = ShardedSampler(len(ds), 1, shuffle=False)
+    loader = DALILoader(ds, sampler, 1, CPU)
+    with pytest.warns(UserWarning) as caught:
+        batches = epoch(loader, sampler, ds)
+    loader.close()  # the pipeline built after a failed batch finished the epoch and is parked
+    return batches, [str(w.message) for w in caught]
+
+
 def test_a_file_gone_since_start_up_is_skipped_and_counted(aligned):
     """A file deleted after the dataset was listed: only the batch holding it goes through the torch
     path, which skips and counts it, and the epoch goes on."""
     ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
     (aligned / "07.png").unlink()
-    sampler = ShardedSampler(len(ds), 1, shuffle=False)
-    loader = DALILoader(ds, sampler, 1, CPU)
-    with pytest.warns(UserWarning) as caught:
-        batches = epoch(loader, sampler, ds)
-    loader.close()  # the pipeline built after the failed batch finished the epoch and is parked
-    messages = [str(w.message) for w in caught]
+    batches, messages = _epoch_of_single_batches(ds)
     assert sum(m.startswith("DALI could not load a batch") for m in messages) == 1, messages
     assert any("skipping unreadable image" in m and "07.png" in m for m in messages), messages
     assert [b["skipped"] for b in batches] == [0] * 7 + [1] + [0] * 4
@@ -366,12 +371,7 @@ def test_an_image_folder_file_gone_since_start_up_fails_only_its_own_batch(tmp_p
         Image.fromarray(blocky(rng, 40)).save(tmp_path / f"{i}.png")
     ds = ImageFolderDataset(tmp_path, image_size=32, seed=0)
     (tmp_path / "3.png").unlink()
-    sampler = ShardedSampler(len(ds), 1, shuffle=False)
-    loader = DALILoader(ds, sampler, 1, CPU)
-    with pytest.warns(UserWarning) as caught:
-        batches = epoch(loader, sampler, ds)
-    loader.close()  # the pipeline built after the failed batch finished the epoch and is parked
-    messages = [str(w.message) for w in caught]
+    batches, messages = _epoch_of_single_batches(ds)
     assert sum(m.startswith("DALI could not load a batch") for m in messages) == 1, messages
     assert [b["skipped"] for b in batches] == [0, 0, 0, 1, 0, 0]
     assert [len(b.get("image", ())) for b in batches] == [1, 1, 1, 0, 1, 1]
