@@ -18,7 +18,7 @@ def cxx_flags() -> list[str]:
     return flags
 
 
-# Precedes the source digest inside a library built by setup.py (csrc/python_module.cpp).
+# Precedes the source digest inside a library built by setup.py (its generated sources_digest.cpp).
 DIGEST_MARKER = b"fastgan-sources-digest:"
 SOURCE_SUFFIXES = (".cpp", ".cu", ".h", ".cuh")
 
