@@ -380,3 +380,30 @@ def test_auto_says_why_it_passes_over_a_stale_library_and_builds(monkeypatch, ca
     assert _loader.load().backend == "jit"
     assert ("fastgan: not loading the prebuilt operator library: the library was built from other sources"
             in capsys.readouterr().err)
+
+
+def test_a_killed_builds_ninja_still_running_is_waited_for(tmp_path, capsys):
+    """A build's Python process killed alone (SIGKILL, the OOM killer) leaves its ninja running in the
+    build folder: the next build waits for that ninja before it removes the lock and builds."""
+    import time
+
+    from fastgan.ops._loader import build_lock
+    (tmp_path / "lock").write_text("")
+    ninja = subprocess.Popen(  # stands in for ninja: a process of that name working in the folder
+        [sys.executable, "-c", "import ctypes, sys, time\nctypes.CDLL(None).prctl(15, b'ninja', 0, 0, 0)\n"
+         "print('running', flush=True)\ntime.sleep(1.5)\n"],
+        cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], cwd=tmp_path)
+    try:
+        assert ninja.stdout.readline().strip() == "running"
+        began = time.monotonic()
+        with build_lock(tmp_path):
+            assert ninja.poll() is not None, "entered while the killed build's ninja still ran"
+            assert not (tmp_path / "lock").exists()
+        assert time.monotonic() - began < 20, "waited on a process that is not ninja"
+        assert f"a killed build's ninja (pid {ninja.pid}) still runs in {tmp_path}" in capsys.readouterr().err
+    finally:
+        for proc in (ninja, bystander):
+            proc.kill()
+            proc.wait()
+        ninja.stdout.close()

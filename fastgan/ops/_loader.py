@@ -11,6 +11,7 @@ import importlib.util
 import mmap
 import os
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,35 @@ def _load_aot() -> BackendInfo:
     return _checked(BackendInfo("aot", _has_kernels("CUDA"), path=_C.__file__))
 
 
+def _ninjas_in(directory: Path) -> list[int]:
+    """Live ninja processes working in `directory` (torch runs its builds there): their pids. Read
+    from /proc, so Linux only; another user's processes are not visible and not counted."""
+    target = os.path.realpath(directory)
+    pids = []
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/comm") as comm:
+                if comm.read().strip() == "ninja" and os.readlink(f"/proc/{entry.name}/cwd") == target:
+                    pids.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours
+            continue
+    return pids
+
+
+def _wait_for_orphaned_ninja(directory: Path) -> None:
+    """A build whose Python process was killed (SIGKILL, the OOM killer) can leave its ninja
+    running: building beside it would interleave two builds' objects, so wait for it to finish."""
+    pids = _ninjas_in(directory)
+    if pids:
+        print(f"fastgan: a killed build's ninja (pid {', '.join(map(str, pids))}) still runs in {directory}; "
+              f"waiting for it to finish", file=sys.stderr)
+    while pids:
+        time.sleep(0.5)
+        pids = _ninjas_in(directory)
+
+
 @contextmanager
 def build_lock(directory: Path):
     """One process builds at a time, under a lock the kernel drops when its holder dies.
@@ -87,7 +117,8 @@ def build_lock(directory: Path):
     torch's own lock is a file only its holder deletes: a build killed by a signal (a
     launcher's SIGTERM, SIGKILL, the OOM killer) leaves it behind, and every later import
     then waits on it forever, silently. While this lock is held no fastgan build runs
-    anywhere else, so such a file is stale and is removed."""
+    anywhere else, so such a file is stale and is removed, once no ninja that the killed
+    build left is still running in the folder."""
     directory.mkdir(parents=True, exist_ok=True)
     try:
         handle = open(directory / "fastgan-build.lock", "a")
@@ -109,6 +140,7 @@ def build_lock(directory: Path):
             return
         stale = directory / "lock"
         if stale.exists():
+            _wait_for_orphaned_ninja(directory)
             print(f"fastgan: removing {stale}, left behind by a build that was killed", file=sys.stderr)
             stale.unlink(missing_ok=True)
         yield
