@@ -183,7 +183,6 @@ void skip_unused_grads(AutogradContext* ctx) { ctx->set_materialize_grads(false)
 
 void save_bn(AutogradContext* ctx, const Tensor& x, const Tensor& out, double slope,
              bool save_output, std::initializer_list<Tensor> per_channel_tensors) {
-  skip_unused_grads(ctx);
   // Keeping `out` instead of `x` is the in-place activated BatchNorm idea: the input
   // activation is then free to go as soon as the forward is done.
   variable_list saved{save_output ? out : x};
@@ -199,6 +198,7 @@ struct BnActTrain : torch::autograd::Function<BnActTrain> {
                                bool save_output) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     auto [out, mean, var, invstd] = call_train(x, w, b, eps, slope, save_output);
+    skip_unused_grads(ctx);
     save_bn(ctx, x, out, slope, save_output,
             {mean, invstd, w.value_or(Tensor()), b.value_or(Tensor())});
     ctx->saved_data["eps"] = eps;
@@ -249,6 +249,7 @@ struct BnActApply : torch::autograd::Function<BnActApply> {
                                const optional<Tensor>& b, double slope, bool save_output) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     Tensor out = call_apply(x, mean, invstd, w, b, slope, save_output);
+    skip_unused_grads(ctx);
     save_bn(ctx, x, out, slope, save_output,
             {mean, invstd, w.value_or(Tensor()), b.value_or(Tensor())});
     return {out};
