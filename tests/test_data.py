@@ -316,6 +316,28 @@ def test_unreadable_files_in_each_dataset_kind_become_none(tmp_path):
         assert PairedFolderDataset(root, load_size=8, crop_size=8)[0] is None
 
 
+def bmp_claiming_a_huge_size(path):
+    """A BMP whose header was damaged to claim 100000 x 50000 pixels: PIL calls it a decompression bomb."""
+    save(path, noise(8, 8))
+    data = bytearray(path.read_bytes())
+    data[18:26] = (100_000).to_bytes(4, "little") + (50_000).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_header_claiming_a_huge_size_is_skipped_not_fatal(tmp_path):
+    root = aligned_folder(tmp_path / "aligned", count=2)
+    bomb = bmp_claiming_a_huge_size(root / "pair2.bmp")
+    dataset = AlignedDataset(root, load_size=20, crop_size=12)  # its header is read at construction
+    with pytest.warns(UnreadableImageWarning, match=rf"skipping unreadable image {esc(bomb)}: .*decompression bomb"):
+        batch = collate_skipping([dataset[i] for i in range(3)])
+    assert batch["skipped"] == 1 and batch["name"] == ["pair0", "pair1"]
+    folder = tmp_path / "folder"
+    bmp_claiming_a_huge_size(folder / "x.bmp")
+    with pytest.warns(UnreadableImageWarning):
+        assert ImageFolderDataset(folder, image_size=8)[0] is None
+
+
 def test_collate_skipping():
     sample = {"image": torch.ones(1, 2, 2), "label": torch.tensor(3)}
     batch = collate_skipping([sample, None, sample, None])

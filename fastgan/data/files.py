@@ -55,7 +55,9 @@ def listing(names: list[str]) -> str:
 
 
 # What PIL raises for a file that is not a readable image (missing, truncated, corrupt, unknown format).
-DECODE_ERRORS = (OSError, ValueError, EOFError, SyntaxError)
+# DecompressionBombError is no OSError: PIL raises it from the header alone, for a size over twice
+# Image.MAX_IMAGE_PIXELS, which one damaged byte in a BMP or WebP header is enough to claim.
+DECODE_ERRORS = (OSError, ValueError, EOFError, SyntaxError, Image.DecompressionBombError)
 
 
 def image_size(source: Path | BinaryIO) -> tuple[int, int] | None:
