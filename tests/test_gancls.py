@@ -259,6 +259,14 @@ def test_caption_folder_format_and_its_errors(tmp_path):
         CaptionedImageFolder(tmp_path, image_size=32)
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_caption(tmp_path):
+    (tmp_path / "bom.txt").write_bytes("\ufeffA cat\n".encode("utf-8"))
+    (tmp_path / "only_bom.txt").write_bytes("\ufeff\n\n".encode("utf-8"))
+    assert read_captions(tmp_path / "bom.txt") == ["a cat"]
+    with pytest.raises(ValueError, match="holds no captions"):
+        read_captions(tmp_path / "only_bom.txt")
+
+
 def test_shipped_captions_cover_every_photo_and_class():
     stems = default_photo_stems()
     assert len(stems) == 9

@@ -47,8 +47,8 @@ def read_captions(path: str | Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"caption file {path} not found (each image needs a same-named .txt file with "
                                 f"one caption per line)")
-    try:
-        text = path.read_text(encoding="utf-8")
+    try:  # utf-8-sig: a byte-order mark (Windows editors write one) is no character of the first caption
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         raise ValueError(f"caption file {path} is not UTF-8 text ({error.reason} at byte {error.start}); "
                          f"save it as UTF-8") from None
