@@ -692,9 +692,18 @@ def main(argv: list[str] | None = None) -> int:
         dist.all_reduce(total, group=control)
         return int(total.item())
 
+    def report_skipped(stretch: str) -> None:
+        """Prints how many samples all ranks skipped since the last report, then counts from zero."""
+        nonlocal skipped
+        skipped = all_ranks_sum(skipped)
+        if is_main and skipped:
+            print(f"\nfastgan: {stretch}: skipped {skipped} unreadable sample(s); the warnings above name the files",
+                  flush=True)
+        skipped = 0
+
     def finish_stage(reason: str) -> Path | None:
         """At an epoch's end (and the run's): validate, report skipped files, checkpoint, keep the best."""
-        nonlocal best, skipped
+        nonlocal best
         watch.check()  # no validation of weights a bad loss spoiled
         scores = {}
         if val_loader is not None:
@@ -704,19 +713,15 @@ def main(argv: list[str] | None = None) -> int:
             with autocast():
                 scores = family.evaluate(G_eval, batches)
             G_eval.train()
-        skipped = all_ranks_sum(skipped)
+        report_skipped(f"epoch {epoch - 1 if start_batch == 0 else epoch}")
         improved = False
         if is_main:
-            if skipped:
-                print(f"\nfastgan: epoch {epoch - 1 if start_batch == 0 else epoch}: skipped {skipped} unreadable "
-                      f"sample(s); the warnings above name the files", flush=True)
             if scores:
                 log({"step": step, "epoch": epoch, **scores})
             metric = scores.get(family.best_metric) if family.best_metric else None
             improved = metric is not None and metric < best
             if improved:
                 best = metric
-        skipped = 0
         return save(reason, also_best=improved)
 
     def agree(images_here: int, stop_requested: bool) -> tuple[bool, bool, int]:
@@ -804,6 +809,7 @@ def main(argv: list[str] | None = None) -> int:
                     stopping |= agree(1, stop.requested)[1]
         if stopping:
             end_reason = "stopped by signal"
+            report_skipped(f"epoch {epoch} until the stop")
             if saved_step != step:
                 save(end_reason)
         elif saved_step != step:

@@ -429,6 +429,22 @@ def test_stop_advice_names_the_redirected_folder(tmp_path, monkeypatch, capsys):
     assert "resumed from" in capsys.readouterr().out and (tmp_path / "run-2" / "ckpt_00000003.pt").exists()
 
 
+def test_a_stop_mid_epoch_reports_the_samples_skipped_before_it(tmp_path, monkeypatch, capsys):
+    """The epoch's end never comes for a stopped run, and its resume counts afresh: the stop reports them."""
+    from fastgan import train as trainer
+    from fastgan.data.sampler import ShardedSampler
+    write_aligned(tmp_path / "data", 8)
+    first = sorted((tmp_path / "data").iterdir())[next(iter(ShardedSampler(8, 4, seed=0)))]
+    first.write_bytes(b"not a png")  # read by the run's first step
+    monkeypatch.setattr(trainer.StopRequest, "requested", True, raising=False)
+    monkeypatch.setattr(trainer.StopRequest, "__init__", lambda self: setattr(self, "previous", {}))
+    with pytest.warns(UserWarning, match=first.name):
+        assert aligned_run(tmp_path / "data", tmp_path / "run") == 0
+    out = capsys.readouterr().out
+    assert "stopped by signal at step 1" in out
+    assert "fastgan: epoch 0 until the stop: skipped 1 unreadable sample(s)" in out
+
+
 def test_resuming_an_earlier_checkpoint_sets_the_later_ones_aside(tmp_path, capsys):
     """Checkpoints of the abandoned continuation are moved, not deleted, and can no longer make pruning
     drop the new ones or --train.resume auto pick them."""
