@@ -3,6 +3,7 @@ determinism per (seed, epoch, index), bad-data handling, the IDX reader and the 
 from __future__ import annotations
 
 import gzip
+import io
 import pickle
 import re
 import warnings
@@ -19,6 +20,7 @@ from fastgan.data import (AlignedDataset, ClassFolderDataset, DefaultEdges2Photo
                           collate_skipping, fashion_mnist, read_idx)
 from fastgan.config import Config
 from fastgan.data.default import load_photo, default_photo_names
+from fastgan.data.files import image_size
 from fastgan.data.idx import FASHION_MNIST_ROOT
 from fastgan.data.sampler import ShardedSampler
 from fastgan.data.transforms import to_tensor
@@ -336,6 +338,34 @@ def test_a_header_claiming_a_huge_size_is_skipped_not_fatal(tmp_path):
     bmp_claiming_a_huge_size(folder / "x.bmp")
     with pytest.warns(UnreadableImageWarning):
         assert ImageFolderDataset(folder, image_size=8)[0] is None
+
+
+def encoded(fmt):
+    buffer = io.BytesIO()
+    Image.fromarray(noise(12, 12)).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "bmp", "webp"])
+def test_every_damaged_header_field_gives_a_sample_or_none(tmp_path, fmt):
+    """Each 4-byte field of the first 64 bytes (where the formats keep sizes and modes) overwritten with
+    extreme values, either byte order: the header read and the sample load work or report the file,
+    nothing else escapes to kill the run."""
+    original = encoded(fmt)
+    path = tmp_path / f"damaged.{fmt}"
+    path.write_bytes(original)
+    dataset = ImageFolderDataset(tmp_path, image_size=8)
+    for offset in range(61):
+        for value in (0, 1, 20_000_000, 2**31 - 1, 2**32 - 1):
+            for order in ("big", "little"):
+                data = bytearray(original)
+                data[offset:offset + 4] = value.to_bytes(4, order)
+                path.write_bytes(bytes(data))
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    image_size(path)
+                    sample = dataset[0]
+                assert sample is None or sample["image"].shape == (3, 8, 8)
 
 
 def test_collate_skipping():
