@@ -692,13 +692,15 @@ def main(argv: list[str] | None = None) -> int:
         dist.all_reduce(total, group=control)
         return int(total.item())
 
-    def report_skipped(stretch: str) -> None:
-        """Prints how many samples all ranks skipped since the last report, then counts from zero."""
+    def report_skipped(counted_epoch: int, stretch: str) -> None:
+        """Prints and logs (metrics.jsonl, TensorBoard: skipped_samples) how many samples all ranks skipped
+        since the last report, then counts from zero."""
         nonlocal skipped
         skipped = all_ranks_sum(skipped)
         if is_main and skipped:
-            print(f"\nfastgan: {stretch}: skipped {skipped} unreadable sample(s); the warnings above name the files",
-                  flush=True)
+            print(f"\nfastgan: epoch {counted_epoch}{stretch}: skipped {skipped} unreadable sample(s); the warnings "
+                  f"above name the files", flush=True)
+            log({"step": step, "epoch": counted_epoch, "skipped_samples": skipped})
         skipped = 0
 
     def finish_stage(reason: str) -> Path | None:
@@ -713,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
             with autocast():
                 scores = family.evaluate(G_eval, batches)
             G_eval.train()
-        report_skipped(f"epoch {epoch - 1 if start_batch == 0 else epoch}")
+        report_skipped(epoch - 1 if start_batch == 0 else epoch, "")
         improved = False
         if is_main:
             if scores:
@@ -809,7 +811,7 @@ def main(argv: list[str] | None = None) -> int:
                     stopping |= agree(1, stop.requested)[1]
         if stopping:
             end_reason = "stopped by signal"
-            report_skipped(f"epoch {epoch} until the stop")
+            report_skipped(epoch, " until the stop")
             if saved_step != step:
                 save(end_reason)
         elif saved_step != step:

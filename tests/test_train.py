@@ -301,6 +301,9 @@ def test_ckpt_every_adds_checkpoints_and_keeps_validation(tmp_path, monkeypatch,
     out = capsys.readouterr().out
     for epoch in (0, 1):
         assert f"fastgan: epoch {epoch}: skipped 1 unreadable sample(s)" in out
+    logged = [(r["step"], r["epoch"], r["skipped_samples"]) for r in metric_records(tmp_path / "run")
+              if "skipped_samples" in r]
+    assert logged[:2] == [(2, 0, 1), (4, 1, 1)]
     reasons = [checkpoint.load(tmp_path / "run" / name)["reason"] for name in written]
     assert reasons == ["periodic", "epoch end", "periodic", "epoch end", "step budget reached"]
 
@@ -443,6 +446,7 @@ def test_a_stop_mid_epoch_reports_the_samples_skipped_before_it(tmp_path, monkey
     out = capsys.readouterr().out
     assert "stopped by signal at step 1" in out
     assert "fastgan: epoch 0 until the stop: skipped 1 unreadable sample(s)" in out
+    assert {"step": 1, "epoch": 0, "skipped_samples": 1} in metric_records(tmp_path / "run")
 
 
 def test_resuming_an_earlier_checkpoint_sets_the_later_ones_aside(tmp_path, capsys):
