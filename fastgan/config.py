@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,13 +231,20 @@ def _coerce(key: str, value, typ: type):
             except ValueError:
                 pass
     elif typ is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None:
+            # nan passes every `< 0` range check (and inf most `> 0` ones): a weight or decay of nan/inf
+            # would train on NaN losses, so no option takes them.
+            if not math.isfinite(number):
+                raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+            return number
     elif typ is str:
         if isinstance(value, bool):  # YAML's true/false for the on/off/auto switches
             return "true" if value else "false"

@@ -104,6 +104,24 @@ def test_bad_values_are_rejected(argv, message, capsys):
     assert message in error_of(argv, capsys)
 
 
+@pytest.mark.parametrize("argv", [
+    ["--loss.lambda_rec", "nan"], ["--optim.ema", "nan"], ["--loss.tv_weight", "NaN"], ["--optim.lr", "inf"],
+    ["--loss.lambda_adv", "inf"], ["--loss.penalty", "r1", "--loss.penalty_weight", "inf"],
+    ["--optim.schedule", "step", "--optim.step_gamma", "nan"],
+    ["--model.family", "srgan", "--loss.sr_lambda_adv", "nan"],
+])
+def test_non_finite_numbers_are_rejected(argv, capsys):
+    """nan slips past every `value < 0` check (and inf past `> 0`); it would train on NaN losses."""
+    assert f"{argv[-2][2:]}: expected a finite number, got {argv[-1]!r}" in error_of(argv, capsys)
+
+
+def test_non_finite_yaml_number_names_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  ema: .nan\n")
+    with pytest.raises(ConfigError, match="c.yaml: optim.ema: expected a finite number, got nan"):
+        load_yaml(Config(), path)
+
+
 def test_linear_schedule_may_run_only_decay_epochs():
     assert parse_config(["--optim.epochs", "0", "--optim.epochs_decay", "3"]).optim.epochs == 0
 
