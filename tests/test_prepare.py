@@ -135,6 +135,18 @@ def test_refuses_a_non_empty_destination_unless_overwrite(tmp_path, capsys):
     assert (dst / "README.txt").read_text() == "kept"
 
 
+def test_a_photo_over_pils_pixel_limit_is_skipped_and_reported(tmp_path, capsys, monkeypatch):
+    src = tmp_path / "photos"
+    src.mkdir()
+    for stem in STEMS[:2]:
+        Image.open(PHOTOS / f"{stem}.jpg").resize((8, 6)).save(src / f"{stem}.png")
+    Image.new("RGB", (40, 30)).save(src / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)  # 1200 pixels > 2 * 300: DecompressionBombError
+    code, out, err = run(capsys, "--src", src, "--dst", tmp_path / "out", "--size", 16, "--split", 1, 0, 0)
+    assert code == 0 and "wrote 2 edge|photo pairs" in out and "skipped 1 unreadable" in out, err
+    assert f"  skipped {src / 'huge.png'}: Image size (1200 pixels) exceeds limit" in out
+
+
 def test_unreadable_photos_are_skipped_and_reported(tmp_path, capsys):
     src = tmp_path / "photos"
     src.mkdir()
