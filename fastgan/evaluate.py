@@ -50,6 +50,7 @@ from .families.lapgan import load_pyramid
 from .inference import (TRAIN_MODE_HELP, check_at_least_one, check_unet_size, open_for_cli, run_cli, trained_setting,
                         trained_size, use_train_mode)
 from .models import build_model
+from .outputs import write_problem
 from .pyramid import laplacian_pyramid
 
 GENERATING_FAMILIES = ("dcgan", "conditional", "lapgan", "gancls")  # the ones --num-generated applies to
@@ -429,6 +430,9 @@ def prepare_json(path: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise SystemExit(f"--json {path}: cannot create its folder: {e.strerror}") from None
+    problem = write_problem(Path(path).parent)
+    if problem:
+        raise SystemExit(f"--json {path}: cannot write into its folder: {problem}")
 
 
 def main(argv=None) -> int:

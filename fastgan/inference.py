@@ -10,6 +10,8 @@ from torch import nn
 
 from . import checkpoint as ckpt_io
 from .models import build_model
+from .outputs import write_problem
+from .visualize import save_image
 
 
 def pick_device(name: str) -> torch.device:
@@ -27,11 +29,24 @@ def pick_device(name: str) -> torch.device:
 
 
 def make_folder(folder: Path, option: str) -> None:
-    """Creates an output folder, or stops with one line when a file stands in its way."""
+    """Creates an output folder and checks that files can be written into it, or stops with one line."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise SystemExit(f"{option} {folder}: cannot create the folder, a file stands in its path") from None
+    except OSError as error:
+        raise SystemExit(f"{option} {folder}: cannot create the folder: {error.strerror}") from None
+    problem = write_problem(folder)
+    if problem:
+        raise SystemExit(f"{option} {folder}: cannot write into the folder: {problem}")
+
+
+def save_output(picture, path: Path, option: str) -> None:
+    """save_image for the tools' results: a file that cannot be written (read-only, disk full) is one line."""
+    try:
+        save_image(picture, path)
+    except OSError as error:
+        raise SystemExit(f"{option}: cannot write {path}: {error.strerror or error}") from None
 
 
 def load_generator(path: str | Path, device: torch.device, ema: bool = True) -> tuple[nn.Module, dict]:

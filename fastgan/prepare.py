@@ -22,6 +22,7 @@ from fastgan.data.base import check_positive_int
 from fastgan.data.edges import canny_edges, check_canny_args
 from fastgan.data.files import DECODE_ERRORS, by_stem, decode_image, image_size, list_images, listing
 from fastgan.data.transforms import resize_center_crop
+from fastgan.outputs import write_problem
 
 SPLITS = ("train", "val", "test")
 FORMATS = {"jpg": {"quality": 95}, "png": {}}
@@ -69,7 +70,13 @@ def _prepare_output(dst: Path, overwrite: bool) -> None:
         for split in SPLITS:
             shutil.rmtree(dst / split, ignore_errors=True)
     for split in SPLITS:
-        (dst / split).mkdir(parents=True, exist_ok=True)
+        try:
+            (dst / split).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OSError(f"--dst {dst}: cannot create {dst / split}: {error.strerror}") from None
+    problem = write_problem(dst / SPLITS[0])
+    if problem:
+        raise OSError(f"--dst {dst}: cannot write into {dst / SPLITS[0]}: {problem}")
 
 
 def _check_outside_outputs(dst: Path, inputs: dict[str, str | Path | None]) -> None:
@@ -215,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     options["split"] = tuple(options["split"])
     try:
         summary = prepare_edges(**options)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
+    except (ValueError, OSError) as error:  # OSError: also a pair that cannot be written (disk full)
         print(f"error: {error}", file=sys.stderr)
         return 2
     _print_summary(summary, args.dst)

@@ -19,9 +19,9 @@ from PIL import Image
 
 from .families.gancls import caption_length, generate_from_captions
 from .families.lapgan import load_pyramid
-from .inference import make_folder, open_for_cli, run_cli
+from .inference import make_folder, open_for_cli, run_cli, save_output
 from .models import class_grid_labels
-from .visualize import grid, save_image
+from .visualize import grid
 
 
 def parse_args(argv):
@@ -106,7 +106,8 @@ def main(argv=None) -> int:
             z = torch.randn(per_class, nz, generator=g).repeat(num_classes, 1)
             images = G(z.to(device), class_grid_labels(num_classes, per_class).to(device))
             rows = list(images.split(per_class))
-    path = save_image(grid(rows), args.output)
+    path = Path(args.output)
+    save_output(grid(rows), path, "--output")
     print(f"fastgan.sample: wrote {len(images)} image(s) in {len(rows)} row(s) to {path}")
     return 0
 

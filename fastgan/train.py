@@ -40,6 +40,7 @@ from .ema import EMA
 from .families import Family, build_family
 from .models import batch_normalized, with_defaults
 from .nn import convert_sync_batchnorm
+from .outputs import existing_ancestor, write_problem
 from .visualize import grid, save_image
 
 
@@ -441,6 +442,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(t.out_dir)
     if out.exists() and not out.is_dir():
         return usage_error(f"train.out_dir {out} exists and is not a folder")
+    where = existing_ancestor(out)
+    problem = write_problem(where)
+    if problem:  # else the first checkpoint or log line would fail, after the data and models are built
+        return usage_error(f"train.out_dir {out}: cannot write into {where}: {problem}")
     precision = resolve_precision(t.precision, device)
     if t.cuda_graph and device.type != "cuda":
         return usage_error("train.cuda_graph needs a GPU: CUDA graphs capture CUDA kernels")

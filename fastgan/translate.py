@@ -26,8 +26,8 @@ from .data.datasets import image_mode as pil_mode
 from .data.files import list_images, listing, load_image
 from .data.transforms import resize_center_crop, to_tensor
 from .inference import (TRAIN_MODE_HELP, check_at_least_one, check_unet_size, make_folder, open_for_cli, run_cli,
-                        trained_size, use_train_mode)
-from .visualize import save_image, to_uint8
+                        save_output, trained_size, use_train_mode)
+from .visualize import to_uint8
 
 
 def parse_args(argv):
@@ -147,7 +147,7 @@ def upscale(G, ckpt: dict, args, device, mode: str) -> int:
             continue
         with torch.no_grad():
             y = G(to_tensor(image)[None].to(device))
-        save_image(to_uint8(y)[0], target)
+        save_output(to_uint8(y)[0], target, "--output")
         written += 1
     print(f"fastgan.translate: upscaled {written} image(s) x{scale} into {args.output}"
           + (f"; skipped {skipped} unreadable file(s) (see warnings)" if skipped else ""))
@@ -184,7 +184,7 @@ def main(argv=None) -> int:
                 with torch.no_grad():
                     y = G(torch.stack([x for _, x in good]).to(device))
                 for (target, _), image in zip(good, to_uint8(y)):
-                    save_image(image, target)
+                    save_output(image, target, "--output")
                     written += 1
             bar.update(len(chunk))
     print(f"fastgan.translate: wrote {written} image(s) to {args.output}"

@@ -9,7 +9,9 @@ on every backend. Tests marked `slow` are deselected with `-m "not slow"`; tests
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,22 @@ def make_layout(x: torch.Tensor, layout: str) -> torch.Tensor:
 
 
 LAYOUTS = ["nchw", "channels_last"]
+
+
+@pytest.fixture
+def unwritable_folder(tmp_path):
+    """A folder in which no file can be created: a read-only folder of our own, or, for root (whom permission
+    bits do not stop), the read-only sysfs of a container."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "read_only"
+        folder.mkdir()
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    sysfs = Path("/sys")
+    try:
+        with tempfile.TemporaryFile(dir=sysfs):
+            pytest.skip("running as root with a writable /sys: no folder here refuses a new file")
+    except OSError:
+        yield sysfs

@@ -149,6 +149,47 @@ def test_translate_errors(runs, tmp_path, argv, message):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("tool", ["translate", "sample"])
+@pytest.mark.parametrize("below", [False, True], ids=["folder", "subfolder"])
+def test_an_output_nobody_may_write_is_one_line_before_any_work(runs, tmp_path, monkeypatch, unwritable_folder,
+                                                                  tool, below):
+    """A read-only --output folder (or one that cannot be made there) was a PermissionError traceback at
+    the first image written, after the generator had run."""
+    write_images(tmp_path / "in", 1)
+    out = unwritable_folder / "fastgan_out" if below else unwritable_folder
+    module = {"translate": translate, "sample": sample}[tool]
+    if tool == "translate":
+        argv = ["--checkpoint", ckpt(runs, "pix2pix"), "--input", str(tmp_path / "in"), "--output", str(out)]
+        monkeypatch.setattr(translate, "load_input", lambda *a: pytest.fail("translated before checking --output"))
+    else:
+        argv = ["--checkpoint", ckpt(runs, "dcgan"), "--output", str(out / "g.png")]
+        monkeypatch.setattr(sample, "open_for_cli", lambda args: pytest.fail("sampled before checking --output"))
+    reason = "cannot create the folder" if below else "cannot write into the folder"
+    with pytest.raises(SystemExit, match=rf"^--output {re.escape(str(out))}: {reason}: \w"):
+        module.main(argv)
+
+
+def test_a_result_that_cannot_be_written_is_one_line(runs, tmp_path, monkeypatch):
+    """A write failing after the checks (disk full, the file made read-only meanwhile) names the file."""
+    def refuse(picture, path):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr("fastgan.inference.save_image", refuse)
+    out = tmp_path / "g.png"
+    with pytest.raises(SystemExit, match=rf"^--output: cannot write {re.escape(str(out))}: No space left on device$"):
+        sample.main(["--checkpoint", ckpt(runs, "dcgan"), "--n", "2", "--output", str(out)])
+    write_images(tmp_path / "in", 1)
+    with pytest.raises(SystemExit, match=r"^--output: cannot write .*000\.png: No space left on device$"):
+        translate.main(["--checkpoint", ckpt(runs, "pix2pix"), "--input", str(tmp_path / "in"),
+                        "--output", str(tmp_path / "out")])
+
+
+def test_evaluate_checks_that_its_json_can_be_written_before_scoring(runs, monkeypatch, unwritable_folder):
+    out = unwritable_folder / "scores.json"
+    monkeypatch.setattr(evaluate, "pix2pix_scores", lambda *a: pytest.fail("scored before checking --json"))
+    with pytest.raises(SystemExit, match=rf"^--json {re.escape(str(out))}: cannot write into its folder: \w"):
+        evaluate.main(["--checkpoint", ckpt(runs, "pix2pix"), "--data", "default", "--json", str(out)])
+
+
 def test_translate_refuses_noise_models(runs, tmp_path):
     with pytest.raises(SystemExit, match="holds a dcgan generator; translate needs pix2pix"):
         translate.main(["--checkpoint", ckpt(runs, "dcgan"), "--input", str(tmp_path), "--output", str(tmp_path)])

@@ -147,6 +147,12 @@ def test_a_photo_over_pils_pixel_limit_is_skipped_and_reported(tmp_path, capsys,
     assert f"  skipped {src / 'huge.png'}: Image size (1200 pixels) exceeds limit" in out
 
 
+def test_a_dst_nobody_may_write_is_one_line(tmp_path, capsys, unwritable_folder):
+    dst = unwritable_folder / "pairs"
+    code, out, err = run(capsys, "--src", PHOTOS, "--dst", dst, "--size", 16)
+    assert code == 2 and err.startswith(f"error: --dst {dst}: cannot create {dst / 'train'}: ") and err.count("\n") == 1
+
+
 def test_unreadable_photos_are_skipped_and_reported(tmp_path, capsys):
     src = tmp_path / "photos"
     src.mkdir()

@@ -501,6 +501,16 @@ def test_an_out_dir_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
     assert capsys.readouterr().err == f"fastgan.train: error: train.out_dir {tmp_path / 'file'} exists and is not a folder\n"
 
 
+def test_an_out_dir_nobody_may_write_is_one_line_before_the_data_is_read(tmp_path, capsys, monkeypatch,
+                                                                         unwritable_folder):
+    out = unwritable_folder / "run"
+    monkeypatch.setattr("fastgan.train.build_datasets", lambda cfg: pytest.fail("read the data first"))
+    assert train(out, "--train.max_steps", "1") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastgan.train: error: train.out_dir {out}: cannot write into {unwritable_folder}: ")
+    assert err.count("\n") == 1
+
+
 def test_resume_takes_the_data_root_however_it_is_written(tmp_path, monkeypatch):
     write_aligned(tmp_path / "data", 8)
     monkeypatch.chdir(tmp_path)
