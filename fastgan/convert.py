@@ -145,6 +145,9 @@ def convert_pix2pix_reference(state_dict: Mapping[str, torch.Tensor], net: str =
 
 
 def _pix2pix_reference(args: argparse.Namespace) -> str:
+    if args.out.exists() and args.src.exists() and args.out.samefile(args.src):
+        raise ValueError(f"OUT.pt {args.out} is SRC.pth {args.src}: writing it would replace the reference "
+                         f"weights; give another file name")
     state_dict = read_torch_file(args.src)
     model_args = ({"ngf": args.ngf, "num_downs": args.num_downs} if args.net == "G"
                   else {"ndf": args.ndf, "n_layers": args.n_layers})

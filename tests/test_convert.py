@@ -270,6 +270,17 @@ def test_command_line_errors(tmp_path, capsys):
     assert exit_info.value.code == 2 and "invalid choice: 'X'" in capsys.readouterr().err
 
 
+def test_command_line_refuses_to_write_over_its_source(tmp_path, capsys):
+    src = tmp_path / "latest_net_G.pth"
+    torch.save(ReferenceUnet(3, 3, 5, ngf=4).state_dict(), src)
+    before = src.read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pix2pix-reference", str(src), str(tmp_path / "." / src.name), "--ngf", "4", "--num-downs", "5"])
+    assert exit_info.value.code == 2
+    assert "would replace the reference weights; give another file name" in capsys.readouterr().err
+    assert src.read_bytes() == before
+
+
 def test_command_line_names_a_file_that_is_no_state_dict(tmp_path, capsys):
     src = tmp_path / "latest_net_G.pth"
     src.write_text("id,name\n1,photo\n")
