@@ -29,8 +29,10 @@ PENALTIES = ("none", "wgan-gp", "r1")
 NORMS = ("batch", "instance", "layer", "none")
 
 
-def _opt(default, help: str, choices: tuple | None = None):
-    return field(default=default, metadata={"help": help, "choices": choices})
+def _opt(default, help: str, choices: tuple | None = None, families: tuple = ()):
+    """families: the model families that read the option (empty = all); validate refuses a value other than the
+    default under any other family, which would silently ignore it (pix2pix's loss.lambda_adv on srgan, say)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "families": families})
 
 
 @dataclass
@@ -76,32 +78,44 @@ class ModelConfig:
                        ("same", *NORMS))
     ngf: int = _opt(32, "generator base width")
     ndf: int = _opt(32, "discriminator base width")
-    num_downs: int = _opt(6, "pix2pix U-Net depth: 8 for 256^2, 7 for 128^2; the input must be divisible by 2^num_downs")
-    dropout: bool = _opt(True, "pix2pix: dropout in the inner decoder blocks (the paper's noise source)")
-    patch_size: int = _opt(70, "pix2pix: discriminator receptive field (1 = PixelGAN, 286 = ImageGAN)", PATCH_SIZES)
-    nz: int = _opt(100, "dcgan/conditional/gancls/lapgan level 0: latent size")
-    num_classes: int = _opt(10, "conditional, and lapgan with model.class_conditional: number of classes")
-    channels: int = _opt(3, "dcgan/conditional/gancls/lapgan: image channels (1 for Fashion-MNIST)")
-    scale: int = _opt(4, "srresnet/srgan: upscaling factor (one x2 PixelShuffle stage per factor 2)", SCALES)
-    num_blocks: int = _opt(16, "srresnet/srgan: residual blocks of the SRResNet generator")
+    num_downs: int = _opt(6, "pix2pix U-Net depth: 8 for 256^2, 7 for 128^2; the input must be divisible by "
+                             "2^num_downs", families=("pix2pix",))
+    dropout: bool = _opt(True, "pix2pix: dropout in the inner decoder blocks (the paper's noise source)",
+                         families=("pix2pix",))
+    patch_size: int = _opt(70, "pix2pix: discriminator receptive field (1 = PixelGAN, 286 = ImageGAN)", PATCH_SIZES,
+                           families=("pix2pix",))
+    nz: int = _opt(100, "dcgan/conditional/gancls/lapgan level 0: latent size",
+                   families=("dcgan", "conditional", "gancls", "lapgan"))
+    num_classes: int = _opt(10, "conditional, and lapgan with model.class_conditional: number of classes",
+                            families=("conditional", "lapgan"))
+    channels: int = _opt(3, "dcgan/conditional/gancls/lapgan: image channels (1 for Fashion-MNIST)",
+                         families=("dcgan", "conditional", "gancls", "lapgan"))
+    scale: int = _opt(4, "srresnet/srgan: upscaling factor (one x2 PixelShuffle stage per factor 2)", SCALES,
+                      families=SUPERRES_FAMILIES)
+    num_blocks: int = _opt(16, "srresnet/srgan: residual blocks of the SRResNet generator", families=SUPERRES_FAMILIES)
     init_generator: str = _opt("", "srresnet/srgan: start the generator from the G weights of this fastgan "
-                                   "srresnet or srgan checkpoint (the paper initializes SRGAN from SRResNet)")
-    caption_len: int = _opt(128, "gancls: captions are cut to this many characters")
+                                   "srresnet or srgan checkpoint (the paper initializes SRGAN from SRResNet)",
+                               families=SUPERRES_FAMILIES)
+    caption_len: int = _opt(128, "gancls: captions are cut to this many characters", families=("gancls",))
     text_dim: int = _opt(256, "gancls: caption embedding size of the character encoder (the paper's char-CNN-RNN: "
-                              "1024)")
+                              "1024)", families=("gancls",))
     text_embed_dim: int = _opt(128, "gancls: the caption embedding is compressed to this (Linear + LeakyReLU) before "
-                                    "it joins z in G and the 4x4 features in D (the paper: 128)")
+                                    "it joins z in G and the 4x4 features in D (the paper: 128)", families=("gancls",))
     text_encoder: str = _opt("", "gancls: a pretrained caption encoder file (written by "
                                  "fastgan.text.save_caption_encoder, or a gancls checkpoint), loaded into both "
-                                 "networks and frozen; empty = train a character encoder jointly with each network")
+                                 "networks and frozen; empty = train a character encoder jointly with each network",
+                             families=("gancls",))
     gan_int: bool = _opt(False, "gancls: GAN-INT: the generator also learns from interpolated caption embeddings "
-                                "of pairs in the batch (a second adversarial term)")
-    gan_int_beta: float = _opt(0.5, "gancls: GAN-INT interpolation beta * e1 + (1 - beta) * e2 (the paper: 0.5)")
-    levels: int = _opt(3, "lapgan: Laplacian pyramid levels, each half the side of the next (3 at 32 px: 8, 16, 32)")
+                                "of pairs in the batch (a second adversarial term)", families=("gancls",))
+    gan_int_beta: float = _opt(0.5, "gancls: GAN-INT interpolation beta * e1 + (1 - beta) * e2 (the paper: 0.5)",
+                               families=("gancls",))
+    levels: int = _opt(3, "lapgan: Laplacian pyramid levels, each half the side of the next (3 at 32 px: 8, 16, 32)",
+                       families=("lapgan",))
     level: int = _opt(0, "lapgan: the level this run trains, 0 = the coarsest (a GAN on the smallest images) up to "
-                         "levels - 1 (the full-resolution band); each level is a separate run and checkpoint")
+                         "levels - 1 (the full-resolution band); each level is a separate run and checkpoint",
+                      families=("lapgan",))
     class_conditional: bool = _opt(False, "lapgan: condition every level on the class label (data.dataset classes "
-                                          "or fashion_mnist, model.num_classes classes)")
+                                          "or fashion_mnist, model.num_classes classes)", families=("lapgan",))
 
 
 @dataclass
@@ -116,20 +130,23 @@ class LossConfig:
     penalty_weight: float = _opt(10.0, "weight of loss.penalty (WGAN-GP's lambda, R1's gamma; both papers use 10)")
     penalty_every: int = _opt(1, "apply loss.penalty on every Nth step only, weighted by N (lazy regularization, "
                                  "Karras et al. 2020, who use 16 for R1): saves most of its cost")
-    reconstruction: str = _opt("l1", "pix2pix reconstruction norm (l1: the paper; l2: the talk)", ("l1", "l2"))
-    lambda_rec: float = _opt(100.0, "pix2pix weight of the reconstruction term (0 = adversarial only)")
+    reconstruction: str = _opt("l1", "pix2pix reconstruction norm (l1: the paper; l2: the talk)", ("l1", "l2"),
+                               families=("pix2pix",))
+    lambda_rec: float = _opt(100.0, "pix2pix weight of the reconstruction term (0 = adversarial only)",
+                             families=("pix2pix",))
     lambda_adv: float = _opt(1.0, "pix2pix weight of the adversarial term in the generator loss (0 = reconstruction "
-                                  "only)")
+                                  "only)", families=("pix2pix",))
     sr_lambda_adv: float = _opt(1e-3, "srgan weight of the adversarial term added to the content loss (the paper: "
-                                      "1e-3)")
+                                      "1e-3)", families=("srgan",))
     content: str = _opt("auto", "srresnet/srgan content loss: vgg = MSE of VGG19 features (needs loss.vgg_weights), "
                                 "mse = pixel MSE; auto = vgg for srgan when loss.vgg_weights is set, else mse",
-                        CONTENT_LOSSES)
+                        CONTENT_LOSSES, families=SUPERRES_FAMILIES)
     vgg_weights: str = _opt("", "local file with torchvision's vgg19 state_dict for the VGG content loss (nothing "
-                                "is downloaded)")
+                                "is downloaded)", families=SUPERRES_FAMILIES)
     vgg_layer: str = _opt("relu5_4", "VGG content loss: compare the features after this ReLU (relu5_4 = the "
-                                     "paper's VGG54, relu2_2 = VGG22)", VGG_LAYERS)
-    tv_weight: float = _opt(0.0, "srresnet/srgan weight of a total-variation penalty on the output (0 = off)")
+                                     "paper's VGG54, relu2_2 = VGG22)", VGG_LAYERS, families=SUPERRES_FAMILIES)
+    tv_weight: float = _opt(0.0, "srresnet/srgan weight of a total-variation penalty on the output (0 = off)",
+                            families=SUPERRES_FAMILIES)
     target_real: float = _opt(1.0, "target for real images (< 1 = one-sided label smoothing): the discriminator's "
                                    "for real samples, and the generator's for its fakes")
 
@@ -310,6 +327,13 @@ def validate(cfg: Config, world_size: int = 1) -> None:
         value = getattr(getattr(cfg, section), name)
         if value not in choices:
             raise ConfigError(f"{dotted}={value!r} is not one of {', '.join(map(str, choices))}")
+    defaults = Config()
+    for dotted, families in _family_options().items():
+        section, name = dotted.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if m.family not in families and value != getattr(getattr(defaults, section), name):
+            raise ConfigError(f"{dotted}={value!r} would be ignored: only model.family {' or '.join(families)} reads "
+                              f"it, not {m.family}")
     positive = {"data.load_size": d.load_size, "data.crop_size": d.crop_size, "model.ngf": m.ngf,
                 "model.ndf": m.ndf, "model.nz": m.nz, "model.num_classes": m.num_classes,
                 "model.channels": m.channels, "model.num_downs": m.num_downs, "optim.lr": o.lr,
@@ -386,9 +410,6 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     if m.d_norm != "same" and (m.family == "srresnet" or (m.family == "lapgan" and m.level == 0)):
         which = "srresnet trains no discriminator" if m.family == "srresnet" else "lapgan level 0's MLPs have no norm"
         raise ConfigError(f"model.d_norm={m.d_norm} would be ignored: {which}")
-    if m.init_generator and m.family not in SUPERRES_FAMILIES:
-        raise ConfigError(f"model.init_generator starts srresnet/srgan generators only; model.family={m.family} "
-                          f"would ignore it")
     if m.family == "pix2pix":
         if d.crop_size % (2 ** m.num_downs):
             raise ConfigError(f"data.crop_size ({d.crop_size}) must be divisible by 2^model.num_downs "
@@ -512,6 +533,11 @@ def _validate_lapgan(cfg: Config) -> None:
     if m.class_conditional and d.dataset not in ("classes", "fashion_mnist"):
         raise ConfigError(f"model.class_conditional needs labels: data.dataset 'classes' or 'fashion_mnist', "
                           f"got {d.dataset!r}")
+
+
+def _family_options() -> dict[str, tuple]:
+    return {f"{s}.{f.name}": f.metadata["families"] for s, c in _sections().items()
+            for f in dataclasses.fields(c) if f.metadata.get("families")}
 
 
 def _choices() -> dict[str, tuple]:

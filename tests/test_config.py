@@ -84,8 +84,14 @@ def test_unknown_yaml_key_names_the_file(tmp_path):
     (["--model.patch_size", "50"], "model.patch_size=50 is not one of 1, 16, 34, 70, 142, 286"),
     (["--data.crop_size", "48", "--data.load_size", "64"], "must be divisible by 2^model.num_downs (64)"),
     (["--loss.lambda_rec", "0", "--loss.lambda_adv", "0"], "both 0"),
-    (["--model.init_generator", "g.pt"], "model.init_generator starts srresnet/srgan generators only; "
-                                         "model.family=pix2pix would ignore it"),
+    (["--model.init_generator", "g.pt"], "model.init_generator='g.pt' would be ignored: only model.family srresnet "
+                                         "or srgan reads it, not pix2pix"),
+    (["--model.family", "srgan", "--loss.lambda_adv", "0.01"],
+     "loss.lambda_adv=0.01 would be ignored: only model.family pix2pix reads it, not srgan"),
+    (["--model.nz", "5"], "model.nz=5 would be ignored: only model.family dcgan or conditional or gancls or lapgan "
+                          "reads it, not pix2pix"),
+    (["--model.family", "dcgan", "--data.dataset", "folder", "--data.root", "d", "--model.num_downs", "7"],
+     "model.num_downs=7 would be ignored: only model.family pix2pix reads it, not dcgan"),
     (["--model.family", "dcgan"], "data.dataset='default' holds image pairs; model.family=dcgan needs"),
     (["--data.dataset", "aligned"], "data.dataset='aligned' needs data.root"),
     (["--optim.beta1", "1.0"], "optim.beta1 and optim.beta2 must be in [0, 1)"),
@@ -124,6 +130,12 @@ def test_non_finite_yaml_number_names_the_file(tmp_path):
 
 def test_linear_schedule_may_run_only_decay_epochs():
     assert parse_config(["--optim.epochs", "0", "--optim.epochs_decay", "3"]).optim.epochs == 0
+
+
+def test_another_familys_option_at_its_default_is_accepted():
+    """Spelling out a default changes nothing, so it is no mistake: a shared YAML may list such keys."""
+    cfg = parse_config(["--model.nz", "100", "--loss.sr_lambda_adv", "1e-3", "--model.dropout", "true"])
+    assert cfg.model.family == "pix2pix" and cfg.model.nz == 100
 
 
 def test_largest_patch_that_fits_the_crop_is_accepted():

@@ -15,8 +15,8 @@ import torch
 
 from fastgan import checkpoint
 from fastgan.train import main
-from train_helpers import (TINY_PIX2PIX, final_weights, loss_trace, metric_records, tiny_dcgan, write_aligned,
-                           write_family_images, write_images)
+from train_helpers import (TINY_PIX2PIX, TINY_SRGAN, final_weights, loss_trace, metric_records, tiny_dcgan,
+                           write_aligned, write_family_images, write_images)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -489,7 +489,7 @@ def test_a_wrong_init_generator_is_a_one_line_error(tmp_path, capsys):
     assert train(tmp_path / "a", "--train.max_steps", "1") == 0
     ckpt = tmp_path / "a" / "ckpt_00000001.pt"
     capsys.readouterr()
-    assert train(tmp_path / "b", "--model.family", "srgan", "--model.init_generator", str(ckpt)) == 2
+    assert main([*TINY_SRGAN, "--train.out_dir", str(tmp_path / "b"), "--model.init_generator", str(ckpt)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"fastgan.train: error: model.init_generator {ckpt} holds a 'pix2pix' checkpoint")
     assert err.count("\n") == 1

@@ -15,6 +15,9 @@ TINY_PIX2PIX = ["--data.crop_size", "32", "--data.load_size", "36", "--model.num
                 "--model.ngf", "8", "--model.ndf", "8", "--train.batch_size", "4", "--train.log_every", "1",
                 "--train.sample_every", "1000", "--train.val_batches", "1", "--train.progress", "false"]
 
+TINY_SRGAN = ["--model.family", "srgan", "--data.crop_size", "24", "--model.scale", "2", "--model.num_blocks", "1",
+              "--model.ngf", "8", "--model.ndf", "8", "--train.batch_size", "4", "--train.progress", "false"]
+
 
 def tiny_dcgan(root, family: str = "dcgan") -> list[str]:
     dataset = "classes" if family == "conditional" else "folder"
