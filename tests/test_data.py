@@ -23,7 +23,8 @@ from fastgan.data.default import load_photo, default_photo_names
 from fastgan.data.files import image_size
 from fastgan.data.idx import FASHION_MNIST_ROOT
 from fastgan.data.sampler import ShardedSampler
-from fastgan.data.transforms import to_tensor
+from fastgan.data.transforms import (MAX_RESIZED_PER_KEPT_PIXEL, center_crop_geometry, resize_center_crop,
+                                     to_tensor)
 from fastgan.train import make_loader
 from train_helpers import write_idx
 
@@ -389,6 +390,28 @@ def test_image_folder_resizes_the_shorter_side_and_centre_crops(tmp_path):
     assert gray.shape == (1, 10, 10)
     with pytest.raises(ValueError, match=r"channels must be one of 1, 3; got 4"):
         ImageFolderDataset(tmp_path, channels=4)
+
+
+def test_a_long_strip_is_resampled_under_its_centre_square_only(tmp_path, monkeypatch):
+    """Resized whole, a 200000 x 1 strip at size 64 would be a 2.4 GB intermediate (39 GB at 256)."""
+    Image.new("RGB", (200_000, 1), (10, 200, 30)).save(tmp_path / "strip.png")
+    resized = []
+    resize = Image.Image.resize
+    monkeypatch.setattr(Image.Image, "resize", lambda im, size, *a, **k: resized.append(size) or resize(im, size, *a, **k))
+    image = ImageFolderDataset(tmp_path, image_size=64)[0]["image"]
+    assert resized == [(64, 64)]
+    torch.testing.assert_close(image, tensor_of(np.full((64, 64, 3), (10, 200, 30), np.uint8)), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("width, height, size, levels", [(400, 20, 20, 0), (800, 40, 20, 1), (300, 10, 16, 1)])
+def test_a_strip_resampled_under_its_square_matches_the_whole_resize(width, height, size, levels):
+    """An identity resize still cuts the very pixels; a real one agrees within PIL's rounding."""
+    ramp = np.linspace(0, 255, width)[None, :, None] * np.linspace(0.2, 1, height)[:, None, None]
+    image = Image.fromarray(np.repeat(ramp, 3, axis=2).astype(np.uint8))
+    width_to, height_to, left, top = center_crop_geometry(width, height, size)
+    assert width_to * height_to > MAX_RESIZED_PER_KEPT_PIXEL * size * size
+    whole = np.asarray(image.resize((width_to, height_to), Image.BICUBIC))[top:top + size, left:left + size]
+    assert np.abs(np.asarray(resize_center_crop(image, size)).astype(int) - whole).max() <= levels
 
 
 def test_image_folder_flip_is_optional_and_seeded(tmp_path):

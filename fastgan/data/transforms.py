@@ -30,11 +30,22 @@ def center_crop_geometry(width: int, height: int, size: int) -> tuple[int, int, 
     return resized_width, resized_height, (resized_width - size) // 2, (resized_height - size) // 2
 
 
+# Resized whole, a strip far longer than wide would be a huge intermediate for the little square kept (a
+# 200000 x 1 image at size 256 is 39 GB): past this many resized pixels per kept one, only the source
+# region under the square is resampled. PIL rounds that between its two passes in another order, so it
+# may differ from the whole-image resize by a few grey levels: a threshold well above real photos'
+# proportions keeps their pixels (and the DALI loader's match of identity resizes) as they were.
+MAX_RESIZED_PER_KEPT_PIXEL = 16
+
+
 def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
     """Scales the shorter side to `size` and keeps the centre square, so nothing is stretched."""
     width, height, left, top = center_crop_geometry(image.width, image.height, size)
-    image = image.resize((width, height), Image.BICUBIC)
-    return image.crop((left, top, left + size, top + size))
+    if width * height <= MAX_RESIZED_PER_KEPT_PIXEL * size * size:
+        return image.resize((width, height), Image.BICUBIC).crop((left, top, left + size, top + size))
+    x_scale, y_scale = image.width / width, image.height / height
+    box = (left * x_scale, top * y_scale, (left + size) * x_scale, (top + size) * y_scale)
+    return image.resize((size, size), Image.BICUBIC, box=box)
 
 
 class PairedTransform:
