@@ -609,7 +609,8 @@ def main(argv: list[str] | None = None) -> int:
             with open(out / "config_changes.jsonl", "a") as f:
                 f.write(json.dumps({"step": step, "changes": changes}) + "\n")
         from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(out / "tensorboard", purge_step=step)
+        # TensorBoard hides the events at and after purge_step: the checkpoint's own step was logged before it.
+        writer = SummaryWriter(out / "tensorboard", purge_step=step + 1)
         print(f"fastgan: {family.name} on {cfg.data.dataset} ({len(train_set)} training samples), "
               f"{world_size} process(es) on {device.type}, {precision}, batch {t.batch_size}, "
               f"{total_steps} steps, writing to {out}", flush=True)
@@ -638,9 +639,12 @@ def main(argv: list[str] | None = None) -> int:
             from tqdm import tqdm
             progress = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stdout)
 
-    def log(record: dict) -> None:
+    def log(record: dict, scalars: bool = True) -> None:
+        """A metrics.jsonl line and, with `scalars`, its numbers as TensorBoard scalars at its step."""
         metrics_file.write(json.dumps(record) + "\n")
         metrics_file.flush()
+        if not scalars:
+            return
         for key, value in record.items():
             if key not in ("step", "epoch") and isinstance(value, (int, float)):
                 writer.add_scalar(key, value, record["step"])
@@ -847,7 +851,9 @@ def main(argv: list[str] | None = None) -> int:
         elif stopping:
             print(f"fastgan: {end_reason} at step {step}; wrote {out / ckpt_io.checkpoint_name(step)}; continue "
                   f"with {resume_options('auto')}", flush=True)
-        log({"step": step, "epoch": epoch, "images": images, **last_logs, "result": end_reason, "summary": True})
+        # metrics.jsonl only: its losses are the last logged step's again, a second point at that step.
+        log({"step": step, "epoch": epoch, "images": images, **last_logs, "result": end_reason, "summary": True},
+            scalars=False)
         writer.close()
         metrics_file.close()
         losses = ", ".join(f"{k} {v:.4g}" for k, v in last_logs.items() if k.startswith("loss"))

@@ -90,6 +90,23 @@ def test_resume_is_bit_exact(tmp_path, split):
     assert steps == list(range(1, 9)), "metrics.jsonl lost or repeated steps across the resume"
 
 
+def tensorboard_steps(out_dir, tag: str) -> list[int]:
+    """The steps TensorBoard shows for `tag`, after it applies the run's purges (as its UI does)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(Path(out_dir) / "tensorboard"))
+    events.Reload()
+    return [e.step for e in events.Scalars(tag)] if tag in events.Tags()["scalars"] else []
+
+
+def test_tensorboard_keeps_the_step_a_resume_starts_from(tmp_path):
+    """The resumed checkpoint's own step was logged before it was written: a resume purges only what
+    came after it, so TensorBoard shows every step once, as metrics.jsonl does."""
+    assert train(tmp_path, "--train.max_steps", "3") == 0
+    assert train(tmp_path, "--train.max_steps", "6", "--train.resume", "auto") == 0
+    assert tensorboard_steps(tmp_path, "loss_G") == [1, 2, 3, 4, 5, 6]
+    assert tensorboard_steps(tmp_path, "val_l1") == [3, 6]
+
+
 def test_resume_across_an_epoch_boundary(tmp_path):
     """The data position survives: an epoch ends mid-run, on both sides of the resume."""
     common = ["--train.batch_size", "8", "--optim.epochs", "3"]
