@@ -151,12 +151,22 @@ def set_aside_after(folder: str | Path, step: int) -> tuple[Path, int] | None:
 
 
 def load_latest(folder: str | Path, map_location="cpu") -> tuple[dict, Path] | None:
-    """The newest checkpoint that loads; a corrupt or truncated one is skipped with a warning."""
-    for path in list_checkpoints(folder):
+    """The newest checkpoint that loads, or None when `folder` holds none. A torn or foreign one is
+    skipped with a warning; when every one is, CheckpointError says so (starting over would abandon
+    them). Other failures (out of memory, a permission or I/O error) say nothing about the file and
+    are raised: skipping on them would resume an older step."""
+    paths = list_checkpoints(folder)
+    for path in paths:
         try:
             return load(path, map_location), path
-        except Exception as e:  # a torn or foreign file must not end a resume: fall back
+        except CheckpointError as e:  # a torn or foreign file must not end a resume: fall back
             warnings.warn(f"skipping unreadable checkpoint {path}: {type(e).__name__}: {e}", stacklevel=2)
+        except FileNotFoundError:  # removed since it was listed
+            continue
+    if paths:
+        raise CheckpointError(f"none of the {len(paths)} checkpoints in {folder} loads (the warnings above say "
+                              f"why); resume one elsewhere with --train.resume PATH, or leave out "
+                              f"--train.resume to start a fresh run (it writes to a new folder)")
     return None
 
 

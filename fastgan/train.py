@@ -531,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
             found = (ckpt_io.load_latest(out, map_location=device) if t.resume == "auto"
                      else (ckpt_io.load(t.resume, map_location=device), Path(t.resume)))
         except (OSError, ValueError) as e:  # missing, torn or foreign (checkpoint.CheckpointError)
-            return usage_error(f"--train.resume: {e}")
+            return usage_error(f"{'--train.resume auto' if t.resume == 'auto' else '--train.resume'}: {e}")
         if found is None:
             if is_main:
                 print(f"fastgan: no checkpoint in {out} yet; starting a fresh run", flush=True)

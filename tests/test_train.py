@@ -135,6 +135,36 @@ def test_corrupt_newest_checkpoint_falls_back(tmp_path):
     assert checkpoint.load(checkpoint.list_checkpoints(tmp_path)[0])["step"] == 3
 
 
+def test_resume_auto_with_no_readable_checkpoint_is_an_error_that_keeps_the_run(tmp_path, capsys):
+    """Every checkpoint torn: --train.resume auto must not start the run over in its folder (which set
+    its checkpoints aside and cut metrics.jsonl down to nothing); it stops, naming the folder."""
+    assert train(tmp_path, "--train.max_steps", "2", "--train.ckpt_every", "1") == 0
+    for path in checkpoint.list_checkpoints(tmp_path):
+        path.write_bytes(path.read_bytes()[:1000])
+    metrics = (tmp_path / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="skipping unreadable checkpoint"):
+        assert train(tmp_path, "--train.max_steps", "3", "--train.resume", "auto") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastgan.train: error: --train.resume auto: none of the 2 checkpoints in {tmp_path} "
+                          f"loads") and err.count("\n") == 1
+    assert (tmp_path / "metrics.jsonl").read_text() == metrics
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["ckpt_00000002.pt", "ckpt_00000001.pt"]
+
+
+def test_out_of_memory_while_loading_is_not_a_torn_checkpoint(tmp_path, monkeypatch):
+    """Running out of memory (a GPU map_location, say) says nothing about the file: resume auto must not
+    skip the newest checkpoint for an older one, or past all of them to a fresh start."""
+    assert train(tmp_path, "--train.max_steps", "2", "--train.ckpt_every", "1") == 0
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(checkpoint.torch, "load", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        checkpoint.load_latest(tmp_path)
+
+
 def test_a_kill_while_writing_leaves_the_previous_checkpoint(tmp_path):
     """SIGKILL in the middle of torch.save: the earlier checkpoint still loads, no torn file is visible."""
     script = f"""
