@@ -174,6 +174,7 @@ def make_loader(dataset, sampler: ShardedSampler, cfg: Config, device: torch.dev
                         sampler=EpochTaggedSampler(sampler), num_workers=workers,
                         persistent_workers=persistent and workers > 0,
                         collate_fn=collate_skipping, pin_memory=torch.cuda.is_available(),
+                        worker_init_fn=leave_stop_signals_to_the_trainer,
                         generator=torch.Generator())  # keeps the loader off the global RNG
     return loader, name, why
 
@@ -240,6 +241,15 @@ class StopRequest:
     def restore(self) -> None:
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
+
+
+def leave_stop_signals_to_the_trainer(worker_id: int) -> None:
+    """A DataLoader worker ignores SIGINT and SIGTERM: Ctrl-C reaches the whole process group, and a
+    worker that died of it would crash the trainer's clean stop. Forked workers inherit StopRequest's
+    handlers; forkserver (Python 3.14's default on Linux) and spawn workers would not. The trainer
+    still ends its workers, and a worker whose trainer is gone exits by itself (torch's watchdog)."""
+    for signum in StopRequest.SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:

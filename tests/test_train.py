@@ -191,20 +191,54 @@ def _env() -> dict:
     return env
 
 
+def wait_for_steps(metrics_path: Path, lines: int) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics_path.exists() and metrics_path.read_text().count("\n") >= lines):
+        time.sleep(0.2)
+
+
 def test_sigterm_checkpoints_and_exits_zero(tmp_path):
     cmd = [sys.executable, "-m", "fastgan.train", *TINY_PIX2PIX, "--train.out_dir", str(tmp_path),
            "--train.max_steps", "100000"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    metrics_path = tmp_path / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (metrics_path.exists() and metrics_path.read_text().count("\n") >= 2):
-        time.sleep(0.2)
+    wait_for_steps(tmp_path / "metrics.jsonl", 2)
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, output
     assert "stopped by signal" in output and "--train.resume auto" in output
     state, _ = checkpoint.load_latest(tmp_path)
     assert state["reason"] == "stopped by signal" and 2 <= state["step"] < 100000
+
+
+STARTED_WITH = """
+import multiprocessing, sys
+if __name__ == "__main__":
+    multiprocessing.set_start_method(sys.argv[1])
+    from fastgan.train import main
+    sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_to_the_process_group_stops_cleanly_with_spawned_workers(tmp_path, signum):
+    """Ctrl-C signals the whole foreground process group, DataLoader workers included. Forked workers
+    inherit the trainer's handlers; those started by forkserver (Python 3.14's default on Linux) or
+    spawn (macOS) do not, died of it, and the trainer crashed on 'DataLoader worker exited
+    unexpectedly' without a checkpoint. Workers leave stop signals to the trainer."""
+    script = tmp_path / "start_method.py"
+    script.write_text(STARTED_WITH)
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(script), "forkserver", *TINY_PIX2PIX, "--train.out_dir", str(out),
+           "--train.max_steps", "100000", "--data.num_workers", "2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    wait_for_steps(out / "metrics.jsonl", 2)
+    os.killpg(proc.pid, signum)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output
+    assert "stopped by signal" in output
+    state, _ = checkpoint.load_latest(out)
+    assert state["reason"] == "stopped by signal" and state["step"] >= 2
 
 
 def test_a_signal_during_the_epoch_end_stops_the_run_there(tmp_path, monkeypatch, capsys):
