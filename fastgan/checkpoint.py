@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 FORMAT_VERSION = 1
-_NAME = re.compile(r"^ckpt_(\d{8})\.pt$")
+_NAME = re.compile(r"^ckpt_(\d{8,})\.pt$")  # checkpoint_name pads to 8 digits, not beyond
 
 
 def checkpoint_name(step: int) -> str:

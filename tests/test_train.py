@@ -165,6 +165,19 @@ def test_out_of_memory_while_loading_is_not_a_torn_checkpoint(tmp_path, monkeypa
         checkpoint.load_latest(tmp_path)
 
 
+def test_checkpoints_past_step_99999999_are_listed_pruned_and_resumed(tmp_path):
+    """checkpoint_name pads to 8 digits and grows past them; the listing must see the longer names, or
+    a run past 10^8 steps would never prune (the disk fills) and resume auto would go back to step 99999999."""
+    for step in (99_999_998, 99_999_999, 100_000_000, 100_000_001):
+        checkpoint.save_atomic({"format_version": 1, "models": {}, "step": step},
+                               tmp_path / checkpoint.checkpoint_name(step))
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == [
+        "ckpt_100000001.pt", "ckpt_100000000.pt", "ckpt_99999999.pt", "ckpt_99999998.pt"]
+    assert checkpoint.load_latest(tmp_path)[0]["step"] == 100_000_001
+    checkpoint.prune(tmp_path, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt_100000000.pt", "ckpt_100000001.pt"]
+
+
 def test_a_kill_while_writing_leaves_the_previous_checkpoint(tmp_path):
     """SIGKILL in the middle of torch.save: the earlier checkpoint still loads, no torn file is visible."""
     script = f"""
