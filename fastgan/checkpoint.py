@@ -56,6 +56,11 @@ def save_atomic(obj: dict, path: str | Path) -> Path:
     return _write_atomic(path, lambda f: torch.save(obj, f))
 
 
+def write_bytes_atomic(data: bytes, path: str | Path) -> Path:
+    """Replaces `path` with `data` whole or not at all (a log a resume rewrites)."""
+    return _write_atomic(path, lambda f: f.write(data))
+
+
 def copy_atomic(src: str | Path, path: str | Path) -> Path:
     """An atomic copy of a written checkpoint (best.pt), without serializing it again."""
     def write(f):

@@ -610,8 +610,10 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         metrics_path = out / "metrics.jsonl"
         if metrics_path.exists():  # drop lines a crashed run wrote after the checkpoint we resume from
-            kept = [line for line in metrics_path.read_text().splitlines() if logged_by_step(line, step)]
-            metrics_path.write_text("".join(line + "\n" for line in kept))
+            logged = metrics_path.read_text()
+            kept = "".join(line + "\n" for line in logged.splitlines() if logged_by_step(line, step))
+            if kept != logged:  # rewritten whole or not at all: a failed write must not cut the log short
+                ckpt_io.write_bytes_atomic(kept.encode(), metrics_path)
         metrics_file = open(metrics_path, "a")
         if resumed_from is None or not (out / "config.json").exists():
             (out / "config.json").write_text(json.dumps(started_with, indent=2))

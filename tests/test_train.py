@@ -562,6 +562,31 @@ def test_resuming_an_earlier_checkpoint_sets_the_later_ones_aside(tmp_path, caps
     assert "resumed from " + str(tmp_path / "ckpt_00000003.pt") in capsys.readouterr().out
 
 
+def test_a_failed_write_while_a_resume_trims_metrics_keeps_the_log(tmp_path):
+    """A resume rewrites metrics.jsonl without the lines after its checkpoint. Rewritten in place, a
+    write that fails half way (the disk full; here a file-size limit) left the log cut short."""
+    out = tmp_path / "run"
+    assert train(out, "--train.max_steps", "4", "--train.ckpt_every", "1") == 0
+    for step in (3, 4):
+        (out / checkpoint.checkpoint_name(step)).unlink()
+    metrics = (out / "metrics.jsonl").read_text()
+    kept = "".join(line + "\n" for line in metrics.splitlines() if json.loads(line)["step"] <= 2)
+    script = f"""
+import resource, signal, sys
+from fastgan.train import main
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, ({len(kept) // 2}, resource.RLIM_INFINITY))
+try:
+    main({[*TINY_PIX2PIX, "--train.out_dir", str(out), "--train.max_steps", "5", "--train.resume", "auto"]!r})
+except OSError as e:
+    sys.exit(f"failed: {{e}}")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert "failed: [Errno 27] File too large" in proc.stderr, proc.stdout + proc.stderr
+    assert (out / "metrics.jsonl").read_text() == metrics
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
 def test_a_torn_metrics_line_does_not_block_a_resume(tmp_path):
     assert train(tmp_path, "--train.max_steps", "2") == 0
     with open(tmp_path / "metrics.jsonl", "a") as f:
