@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import random
 import re
+import secrets
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -27,6 +27,17 @@ def checkpoint_name(step: int) -> str:
     return f"ckpt_{step:08d}.pt"
 
 
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new file beside `path` with the mode any new file gets (0666 less the umask): it becomes
+    `path`, and mkstemp's private 0600 would keep a checkpoint from the others the umask lets read it."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 def _write_atomic(path: str | Path, write) -> Path:
     """write(file) into a temp file in the same folder, fsync, then rename over `path`.
 
@@ -34,7 +45,7 @@ def _write_atomic(path: str | Path, write) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

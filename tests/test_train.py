@@ -198,6 +198,20 @@ checkpoint.save_atomic({{"format_version": 1, "models": {{}}, "step": 2}}, {str(
     assert state["step"] == 1
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_checkpoints_get_the_permissions_of_any_new_file(tmp_path, umask):
+    """The temp file a checkpoint is written through must not leave its private 0600 mode on the
+    checkpoint: best.pt is read by others (a group's members, a serving account) as the umask allows."""
+    previous = os.umask(umask)
+    try:
+        checkpoint.save_atomic({"format_version": 1, "models": {}, "step": 1}, tmp_path / "ckpt_00000001.pt")
+        checkpoint.copy_atomic(tmp_path / "ckpt_00000001.pt", tmp_path / "best.pt")
+    finally:
+        os.umask(previous)
+    for name in ("ckpt_00000001.pt", "best.pt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
 def _env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
