@@ -543,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as e:  # missing, torn or foreign (checkpoint.CheckpointError)
             return usage_error(f"{'--train.resume auto' if t.resume == 'auto' else '--train.resume'}: {e}")
         if found is None:
+            if (out / "best.pt").is_file():  # starting over here would set it aside and empty metrics.jsonl
+                return usage_error(f"--train.resume auto: {out} holds no step checkpoint but holds best.pt: "
+                                   f"continue from it with --train.resume {out / 'best.pt'}")
             if is_main:
                 print(f"fastgan: no checkpoint in {out} yet; starting a fresh run", flush=True)
         else:
@@ -581,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
                     print("fastgan: changed options: " + ", ".join(f"{key} {old!r} -> {new!r}"
                                                                     for key, (old, new) in changes.items()),
                           flush=True)
-    elif ckpt_io.list_checkpoints(out):
+    elif ckpt_io.list_checkpoints(out) or (out / "best.pt").is_file():  # step checkpoints deleted, best.pt kept
         out = next_free_dir(out)
         if is_main:
             print(f"fastgan: {t.out_dir} already holds a run (continue it with --train.resume auto); this fresh "

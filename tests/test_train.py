@@ -525,6 +525,23 @@ def test_fresh_run_never_writes_into_an_earlier_run(tmp_path, capsys):
     assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "run-2")] == ["ckpt_00000002.pt"]
 
 
+def test_a_folder_with_only_best_pt_still_holds_a_run(tmp_path, capsys):
+    """Step checkpoints deleted to save space, best.pt kept: a fresh run in that folder overwrote best.pt
+    at its first validation and cut metrics.jsonl to nothing, and resume auto did the same after
+    saying there was no checkpoint. The fresh run goes to out-2; resume auto names best.pt."""
+    out = tmp_path / "run"
+    assert train(out, "--train.max_steps", "2") == 0
+    (out / "ckpt_00000002.pt").unlink()
+    best, metrics = (out / "best.pt").read_bytes(), (out / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    assert train(out, "--train.max_steps", "1", "--train.resume", "auto") == 2
+    assert capsys.readouterr().err == (f"fastgan.train: error: --train.resume auto: {out} holds no step checkpoint "
+                                       f"but holds best.pt: continue from it with --train.resume {out / 'best.pt'}\n")
+    assert train(out, "--train.max_steps", "1") == 0
+    assert f"this fresh run writes to {out}-2" in capsys.readouterr().out
+    assert (out / "best.pt").read_bytes() == best and (out / "metrics.jsonl").read_text() == metrics
+
+
 def test_stop_advice_names_the_redirected_folder(tmp_path, monkeypatch, capsys):
     """A second fresh run goes to out-2: stopping it must say how to continue it, not the first run."""
     from fastgan import train as trainer
