@@ -188,6 +188,15 @@ def no_forward_buffer_sync() -> dict:
     return {"broadcast_buffers": False}
 
 
+def reseed_for_step(seed: int, rank: int, step: int) -> None:
+    """Seeds every random stream from (seed, rank, step), for a resume that cannot restore the saved
+    streams: seed + rank again would replay the dropout masks and noise of the run's first steps."""
+    fresh = int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
+    random.seed(fresh)
+    np.random.seed(fresh)
+    torch.manual_seed(fresh)
+
+
 def lr_factor(cfg: Config, epoch: int) -> float:
     o = cfg.optim
     if o.schedule == "linear":  # never below 0, even in an epoch past the schedule
@@ -574,9 +583,11 @@ def main(argv: list[str] | None = None) -> int:
             rngs = state["rng"]
             if len(rngs) == world_size:
                 ckpt_io.set_rng_state(rngs[rank])
-            elif is_main:
-                print(f"fastgan: {path} was written by {len(rngs)} processes, this run has {world_size}: "
-                      f"random streams are reseeded (the resume is not bit-exact)", flush=True)
+            else:
+                reseed_for_step(t.seed, rank, step)
+                if is_main:
+                    print(f"fastgan: {path} was written by {len(rngs)} processes, this run has {world_size}: "
+                          f"random streams are reseeded (the resume is not bit-exact)", flush=True)
             if is_main:
                 print(f"fastgan: resumed from {path} at step {step} (epoch {epoch}, batch {start_batch})",
                       flush=True)

@@ -107,6 +107,21 @@ def test_tensorboard_keeps_the_step_a_resume_starts_from(tmp_path):
     assert tensorboard_steps(tmp_path, "val_l1") == [3, 6]
 
 
+def test_a_resume_under_another_process_count_does_not_replay_the_first_steps_noise(tmp_path, capsys):
+    """The checkpoint's random states are per process, so another process count reseeds. Reseeding
+    with the start-up seed replayed the run's first dropout masks and noise after the resume point."""
+    assert train(tmp_path / "fresh", "--train.max_steps", "2") == 0
+    assert train(tmp_path / "run", "--train.max_steps", "2") == 0
+    path = tmp_path / "run" / "ckpt_00000002.pt"
+    state = checkpoint.load(path)
+    state["rng"] = state["rng"] * 2  # as written by 2 processes
+    torch.save(state, path)
+    assert train(tmp_path / "run", "--train.max_steps", "4", "--train.resume", "auto") == 0
+    assert "random streams are reseeded" in capsys.readouterr().out
+    replayed = checkpoint.load(tmp_path / "fresh" / "ckpt_00000002.pt")["rng"][0]["torch"]
+    assert not torch.equal(checkpoint.load(tmp_path / "run" / "ckpt_00000004.pt")["rng"][0]["torch"], replayed)
+
+
 def test_resume_across_an_epoch_boundary(tmp_path):
     """The data position survives: an epoch ends mid-run, on both sides of the resume."""
     common = ["--train.batch_size", "8", "--optim.epochs", "3"]
