@@ -793,9 +793,12 @@ def main(argv: list[str] | None = None) -> int:
                 train_set.set_epoch(epoch)
             pass_start, pass_start_step = start_batch, step
             for batch in loader:
-                start_batch += 1
-                skipped += batch.pop("skipped", 0)
+                skipped_here = batch.pop("skipped", 0)
                 have_data, stopping, n = agree(family.images_seen(batch) if batch else 0, stop.requested)
+                if stopping:  # the step the signal came in has finished; this batch is left for the resume
+                    break
+                start_batch += 1
+                skipped += skipped_here
                 if have_data:
                     batch = to_device(batch, device, channels_last)
                     if graphed is None:
@@ -828,7 +831,7 @@ def main(argv: list[str] | None = None) -> int:
                     if (t.ckpt_every and step % t.ckpt_every == 0 and step < total_steps
                             and start_batch < sampler.steps_per_epoch):
                         save("periodic")
-                if stopping or step >= total_steps:
+                if step >= total_steps:
                     break
             if start_batch == sampler.steps_per_epoch:
                 if pass_start == 0 and step == pass_start_step:

@@ -308,6 +308,28 @@ def test_a_signal_during_the_epoch_end_stops_the_run_there(tmp_path, monkeypatch
     assert "stopped by signal" not in out and "fastgan: finished: step 2" in out
 
 
+def test_a_signal_during_a_step_stops_after_that_step(tmp_path, monkeypatch):
+    """SIGTERM while step 3 trains: the run writes step 3's checkpoint and stops, rather than train a
+    4th step first (time a batch system's grace period may not have); the batch it had already
+    fetched for step 4 is trained after the resume, which stays exact."""
+    from fastgan import train as trainer
+    original = trainer.train_step
+
+    def signalled_in_step_3(family, nets, optimizers, scalers, autocast, batch, ema, step, watch):
+        if step == 2:  # 0-based: the 3rd step
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(family, nets, optimizers, scalers, autocast, batch, ema, step, watch)
+
+    monkeypatch.setattr(trainer, "train_step", signalled_in_step_3)
+    assert train(tmp_path / "split", "--train.max_steps", "6") == 0
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "split")] == ["ckpt_00000003.pt"]
+    monkeypatch.undo()
+    assert train(tmp_path / "split", "--train.max_steps", "6", "--train.resume", "auto") == 0
+    assert train(tmp_path / "straight", "--train.max_steps", "6") == 0
+    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "split")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def finite(path) -> bool:
     models = checkpoint.load(path)["models"]
     return all(torch.isfinite(v).all() for sd in models.values() for v in sd.values() if v.is_floating_point())
@@ -579,8 +601,13 @@ def test_a_stop_mid_epoch_reports_the_samples_skipped_before_it(tmp_path, monkey
     write_aligned(tmp_path / "data", 8)
     first = sorted((tmp_path / "data").iterdir())[next(iter(ShardedSampler(8, 4, seed=0)))]
     first.write_bytes(b"not a png")  # read by the run's first step
-    monkeypatch.setattr(trainer.StopRequest, "requested", True, raising=False)
-    monkeypatch.setattr(trainer.StopRequest, "__init__", lambda self: setattr(self, "previous", {}))
+    original = trainer.train_step
+
+    def signalled_in_step_1(family, nets, optimizers, scalers, autocast, batch, ema, step, watch):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return original(family, nets, optimizers, scalers, autocast, batch, ema, step, watch)
+
+    monkeypatch.setattr(trainer, "train_step", signalled_in_step_1)
     with pytest.warns(UserWarning, match=first.name):
         assert aligned_run(tmp_path / "data", tmp_path / "run") == 0
     out = capsys.readouterr().out
