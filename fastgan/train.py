@@ -675,7 +675,9 @@ def main(argv: list[str] | None = None) -> int:
             if key not in ("step", "epoch") and isinstance(value, (int, float)):
                 writer.add_scalar(key, value, record["step"])
 
-    saved_step = -1
+    # A resumed step whose checkpoint is in out_dir is written: a run with nothing left to train (a job
+    # script that always resumes) must not validate and write it again.
+    saved_step = step if resumed_from is not None and (out / ckpt_io.checkpoint_name(step)).is_file() else -1
 
     def save(reason: str, also_best: bool = False) -> Path | None:
         """Everything an exact resume needs; every rank contributes its RNG state. Weights that are not

@@ -122,6 +122,18 @@ def test_a_resume_under_another_process_count_does_not_replay_the_first_steps_no
     assert not torch.equal(checkpoint.load(tmp_path / "run" / "ckpt_00000004.pt")["rng"][0]["torch"], replayed)
 
 
+def test_resuming_a_finished_run_adds_no_second_validation(tmp_path):
+    """A job script that always passes --train.resume auto, run again after the run finished: nothing is
+    left to train, so the checkpoint it resumed is the run's end; validating and writing it again
+    logged a second val record (and TensorBoard point) at the same step."""
+    assert train(tmp_path, "--train.max_steps", "3") == 0
+    written = (tmp_path / "ckpt_00000003.pt").stat().st_mtime_ns
+    assert train(tmp_path, "--train.max_steps", "3", "--train.resume", "auto") == 0
+    assert [r["step"] for r in metric_records(tmp_path) if "val_l1" in r] == [3]
+    assert tensorboard_steps(tmp_path, "val_l1") == [3]
+    assert (tmp_path / "ckpt_00000003.pt").stat().st_mtime_ns == written
+
+
 def test_resume_across_an_epoch_boundary(tmp_path):
     """The data position survives: an epoch ends mid-run, on both sides of the resume."""
     common = ["--train.batch_size", "8", "--optim.epochs", "3"]
