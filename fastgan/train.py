@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 
 import numpy as np
@@ -290,6 +290,20 @@ class NonFinite(RuntimeError):
     def __init__(self, message: str, step: int | None = None):
         super().__init__(message)
         self.step = step
+
+
+class OutputWriteError(RuntimeError):
+    """An output of the run could not be written (disk full, quota, a folder gone read-only). What was
+    written before stays whole (checkpoints are written atomically), so the run stops and says where to
+    continue from rather than train on with nothing saved."""
+
+
+@contextmanager
+def writing(what: str):
+    try:
+        yield
+    except OSError as error:
+        raise OutputWriteError(f"cannot write {what}: {error.strerror or error}") from error
 
 
 class NoTrainingData(RuntimeError):
@@ -667,8 +681,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def log(record: dict, scalars: bool = True) -> None:
         """A metrics.jsonl line and, with `scalars`, its numbers as TensorBoard scalars at its step."""
-        metrics_file.write(json.dumps(record) + "\n")
-        metrics_file.flush()
+        with writing(f"{out / 'metrics.jsonl'}"):
+            metrics_file.write(json.dumps(record) + "\n")
+            metrics_file.flush()
         if not scalars:
             return
         for key, value in record.items():
@@ -705,10 +720,11 @@ def main(argv: list[str] | None = None) -> int:
                  "ema": ema.state_dict() if ema is not None else {},
                  "rng": rngs, "step": step, "epoch": epoch, "batch": start_batch, "train_samples": len(train_set),
                  "best": best, "reason": reason}
-        path = ckpt_io.save_atomic(state, out / ckpt_io.checkpoint_name(step))
-        ckpt_io.prune(out, t.keep_last)
-        if also_best:
-            ckpt_io.copy_atomic(path, out / "best.pt")
+        with writing(f"the checkpoint of step {step} into {out}"):
+            path = ckpt_io.save_atomic(state, out / ckpt_io.checkpoint_name(step))
+            ckpt_io.prune(out, t.keep_last)
+            if also_best:
+                ckpt_io.copy_atomic(path, out / "best.pt")
         return path
 
     def eval_generator():
@@ -719,7 +735,8 @@ def main(argv: list[str] | None = None) -> int:
         with autocast():
             picture = grid(family.sample_rows(G_eval, batch))
         G_eval.train()
-        save_image(picture, out / "samples" / f"step_{step:08d}.png")
+        with writing(f"the sample grid of step {step} into {out / 'samples'}"):
+            save_image(picture, out / "samples" / f"step_{step:08d}.png")
         writer.add_image("samples", picture, step, dataformats="HWC")
 
     def all_ranks_sum(n: int) -> int:
@@ -861,6 +878,8 @@ def main(argv: list[str] | None = None) -> int:
         step = step if e.step is None else e.step
     except NoTrainingData as e:
         end_reason, exit_code = str(e), 2
+    except OutputWriteError as e:
+        end_reason, exit_code = str(e), 3
     finally:
         stop.restore()
         if progress is not None:
@@ -879,16 +898,26 @@ def main(argv: list[str] | None = None) -> int:
                   f"written; {advice}", flush=True)
         elif exit_code == 2:
             usage_error(end_reason)
+        elif exit_code == 3:
+            good = newest_good_checkpoint(out, resumed_from)
+            sys.stderr.write(f"fastgan.train: error: {end_reason} (at step {step}); "
+                             + (f"the checkpoints written before are whole, the newest {good}: once {out} can be "
+                                f"written again, continue with {resume_options('auto')}\n" if good is not None else
+                                f"no checkpoint was written yet: once {out} can be written again, start again\n"))
         elif stopping:
             print(f"fastgan: {end_reason} at step {step}; wrote {out / ckpt_io.checkpoint_name(step)}; continue "
                   f"with {resume_options('auto')}", flush=True)
-        # metrics.jsonl only: its losses are the last logged step's again, a second point at that step.
-        log({"step": step, "epoch": epoch, "images": images, **last_logs, "result": end_reason, "summary": True},
-            scalars=False)
-        writer.close()
-        metrics_file.close()
+        # The summary goes to metrics.jsonl only: its losses are the last logged step's again, a second point
+        # at that step. A run that could not write its outputs may not write these either: what it said stands.
+        unwritable = (OutputWriteError, OSError) if exit_code == 3 else ()
+        with suppress(*unwritable):
+            log({"step": step, "epoch": epoch, "images": images, **last_logs, "result": end_reason,
+                 "summary": True}, scalars=False)
+        with suppress(*unwritable):
+            writer.close()
+            metrics_file.close()
         losses = ", ".join(f"{k} {v:.4g}" for k, v in last_logs.items() if k.startswith("loss"))
-        if exit_code != 2:
+        if exit_code not in (2, 3):
             print(f"fastgan: {end_reason}: step {step}, {images} images this run; {losses + '; ' if losses else ''}"
                   f"outputs in {out}",
                   flush=True)

@@ -1,6 +1,7 @@
 """The trainer end to end on CPU: every family trains, resume is exact, failures are clean."""
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -318,6 +319,39 @@ def test_a_signal_during_the_epoch_end_stops_the_run_there(tmp_path, monkeypatch
     assert aligned_run(tmp_path / "data", tmp_path / "done", "--train.max_steps", "2") == 0
     out = capsys.readouterr().out
     assert "stopped by signal" not in out and "fastgan: finished: step 2" in out
+
+
+def test_a_full_disk_stops_the_run_with_one_line_and_the_written_checkpoints_whole(tmp_path, monkeypatch, capsys):
+    save_atomic = checkpoint.save_atomic
+
+    def full_after_step_2(obj, path):
+        if obj["step"] > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save_atomic(obj, path)
+
+    monkeypatch.setattr(checkpoint, "save_atomic", full_after_step_2)
+    assert train(tmp_path, "--train.max_steps", "6", "--train.ckpt_every", "2") == 3
+    err = capsys.readouterr().err
+    assert err == (f"fastgan.train: error: cannot write the checkpoint of step 4 into {tmp_path}: No space left on "
+                   f"device (at step 4); the checkpoints written before are whole, the newest "
+                   f"{tmp_path / 'ckpt_00000002.pt'}: once {tmp_path} can be written again, continue with "
+                   f"--train.resume auto\n")
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["ckpt_00000002.pt"]
+    monkeypatch.undo()
+    assert train(tmp_path, "--train.max_steps", "6", "--train.resume", "auto") == 0
+
+
+def test_a_sample_grid_that_cannot_be_written_stops_the_run_before_any_checkpoint(tmp_path, monkeypatch, capsys):
+    from fastgan import train as trainer
+
+    def read_only(picture, path):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(trainer, "save_image", read_only)
+    assert train(tmp_path, "--train.max_steps", "4", "--train.sample_every", "2") == 3
+    assert capsys.readouterr().err == (f"fastgan.train: error: cannot write the sample grid of step 2 into "
+                                       f"{tmp_path / 'samples'}: Permission denied (at step 2); no checkpoint was "
+                                       f"written yet: once {tmp_path} can be written again, start again\n")
 
 
 def test_a_signal_during_a_step_stops_after_that_step(tmp_path, monkeypatch):
