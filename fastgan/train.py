@@ -292,6 +292,9 @@ class NonFinite(RuntimeError):
         self.step = step
 
 
+PROGRESS_FILE_INTERVAL_S = 30
+
+
 class OutputWriteError(RuntimeError):
     """An output of the run could not be written (disk full, quota, a folder gone read-only). What was
     written before stays whole (checkpoints are written atomically), so the run stops and says where to
@@ -677,7 +680,11 @@ def main(argv: list[str] | None = None) -> int:
                   "by one (Gulrajani et al. use none); model.d_norm layer, instance or none avoids it", flush=True)
         if t.progress:
             from tqdm import tqdm
-            progress = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stdout)
+            # Redirected to a file (a batch job's log), each refresh is another line: 10 a second would add
+            # about 100 MB a day, so the bar refreshes there at most every PROGRESS_FILE_INTERVAL_S.
+            interval = 0.1 if sys.stdout.isatty() else PROGRESS_FILE_INTERVAL_S
+            progress = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stdout,
+                            mininterval=interval)
 
     def log(record: dict, scalars: bool = True) -> None:
         """A metrics.jsonl line and, with `scalars`, its numbers as TensorBoard scalars at its step."""
@@ -840,7 +847,7 @@ def main(argv: list[str] | None = None) -> int:
                         log(record)
                         if progress is not None:
                             progress.set_postfix({k: f"{v:.3g}" for k, v in record.items()
-                                                  if k.startswith("loss") or k == "img_per_s"})
+                                                  if k.startswith("loss") or k == "img_per_s"}, refresh=False)
                         window_start, window_images = time.perf_counter(), 0
                     if is_main and (step % t.sample_every == 0 or step == total_steps):
                         write_samples(batch)

@@ -321,6 +321,17 @@ def test_a_signal_during_the_epoch_end_stops_the_run_there(tmp_path, monkeypatch
     assert "stopped by signal" not in out and "fastgan: finished: step 2" in out
 
 
+def test_the_progress_bar_writes_to_a_log_file_rarely(tmp_path, monkeypatch, capsys):
+    """Captured output is no terminal, as a batch job's log: the bar refreshes there every
+    PROGRESS_FILE_INTERVAL_S at most, not 10 times a second."""
+    from fastgan import train as trainer
+    clock = iter(range(0, 10**6, 1))  # every look at the clock is a second later
+    monkeypatch.setattr("tqdm.std.time", lambda: next(clock))
+    assert train(tmp_path, "--train.max_steps", "12", "--train.progress", "true") == 0
+    bars = [line for line in capsys.readouterr().out.split("\r") if "step/s" in line or "s/step" in line]
+    assert 2 <= len(bars) <= 12 // trainer.PROGRESS_FILE_INTERVAL_S + 3
+
+
 def test_a_full_disk_stops_the_run_with_one_line_and_the_written_checkpoints_whole(tmp_path, monkeypatch, capsys):
     save_atomic = checkpoint.save_atomic
 
