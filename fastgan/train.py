@@ -561,6 +561,9 @@ def main(argv: list[str] | None = None) -> int:
     # -- resume
     step, epoch, start_batch = 0, 0, 0
     best = math.inf
+    # Each logged value as of the newest step that computed it (a lazy penalty, a generator loss under
+    # n_critic): checkpointed, so a resumed run logs them from its first step, as an unbroken run does.
+    latest: dict[str, torch.Tensor | float] = {}
     resumed_from, started_with, changes = None, cfg.to_dict(), {}  # config.json keeps the first; resumes log changes
     if t.resume:
         try:
@@ -597,6 +600,7 @@ def main(argv: list[str] | None = None) -> int:
                 ema.load_state_dict(state["ema"])
             step, epoch, start_batch = state["step"], state["epoch"], state["batch"]
             best = state.get("best", math.inf)
+            latest = dict(state.get("logs", {}))
             rngs = state["rng"]
             if len(rngs) == world_size:
                 ckpt_io.set_rng_state(rngs[rank])
@@ -726,7 +730,7 @@ def main(argv: list[str] | None = None) -> int:
                  "scalers": {r: s.state_dict() for r, s in scalers.items()},
                  "ema": ema.state_dict() if ema is not None else {},
                  "rng": rngs, "step": step, "epoch": epoch, "batch": start_batch, "train_samples": len(train_set),
-                 "best": best, "reason": reason}
+                 "best": best, "logs": {k: float(v) for k, v in latest.items()}, "reason": reason}
         with writing(f"the checkpoint of step {step} into {out}"):
             path = ckpt_io.save_atomic(state, out / ckpt_io.checkpoint_name(step))
             ckpt_io.prune(out, t.keep_last)
@@ -801,7 +805,6 @@ def main(argv: list[str] | None = None) -> int:
     images = skipped = 0
     window_start, window_images = time.perf_counter(), 0
     last_logs: dict = {}
-    latest: dict[str, torch.Tensor] = {}  # each logged value as of the newest step that computed it (lazy penalty)
     exit_code, end_reason, stopping = 0, "finished", False
     try:
         # Steps skipped for unreadable data push the step count past the epochs: the epochs end the run.
