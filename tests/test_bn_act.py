@@ -6,6 +6,8 @@ state_dict as the eager pair it replaces.
 """
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from torch import nn
@@ -259,6 +261,27 @@ def test_state_dict_round_trip(affine, track):
     fused.eval()
     x = torch.randn(SHAPE)
     assert_close(fused(x), eager(x))
+
+
+requires_norm_bias_flag = pytest.mark.skipif(
+    "bias" not in inspect.signature(nn.BatchNorm2d).parameters, reason="this torch's BatchNorm2d has no bias flag")
+
+
+@requires_norm_bias_flag
+@pytest.mark.parametrize("inplace", [False, True], ids=["plain", "inplace"])
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_module_without_bias_is_batchnorm_without_bias(train, inplace):
+    """BatchNorm2d(C, bias=False) (a learned scale, no shift): the fused module with bias=False has
+    its parameters and state_dict keys, loads its checkpoint strictly and computes the same."""
+    norm = nn.BatchNorm2d(SHAPE[1], bias=False)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+    fused = BatchNormLeakyReLU2d(SHAPE[1], 0.2, inplace=inplace, bias=False)
+    assert fused.bias is None and [name for name, _ in fused.named_parameters()] == ["weight"]
+    fused.load_state_dict(norm.state_dict(), strict=True)
+    assert list(fused.state_dict()) == list(norm.state_dict())
+    compare_modules(nn.Sequential(norm, nn.LeakyReLU(0.2)), fused, make_inputs(torch.float32, "nchw", "cpu"),
+                    torch.float32, train=train)
 
 
 # ---------------------------------------------------------------- gradcheck (double, CPU)

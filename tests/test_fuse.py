@@ -3,6 +3,7 @@ with nothing observable changing except speed."""
 from __future__ import annotations
 
 import copy
+import inspect
 
 import pytest
 import torch
@@ -171,6 +172,23 @@ def test_fuse_keeps_parameters_dtype_and_flags():
     opt.step()
     assert not torch.equal(model[1].weight, before)  # the optimizer still drives the fused module
     assert bias.grad is None
+
+
+@pytest.mark.skipif("bias" not in inspect.signature(nn.BatchNorm2d).parameters,
+                    reason="this torch's BatchNorm2d has no bias flag")
+@pytest.mark.parametrize("norm_type", [nn.BatchNorm2d, nn.SyncBatchNorm], ids=["bn", "syncbn"])
+def test_a_norm_without_bias_stays_without_bias(norm_type):
+    """BatchNorm2d(C, bias=False) fused must not gain a trainable shift: the same parameters and
+    state_dict keys (the checkpoint loads back into the stock model), and the same results."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), norm_type(4, bias=False), nn.LeakyReLU(0.2))
+    with torch.no_grad():
+        model[1].weight.uniform_(0.5, 1.5)
+    original = copy.deepcopy(model)
+    assert fuse_bn_act(model) == 1
+    assert model[1].bias is None
+    assert [name for name, _ in model.named_parameters()] == [name for name, _ in original.named_parameters()]
+    original.load_state_dict(model.state_dict(), strict=True)
+    assert_same_behaviour(original, model, torch.randn(2, 3, 4, 4), train=True)
 
 
 def test_fuse_sync_batchnorm():

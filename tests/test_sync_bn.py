@@ -2,6 +2,7 @@
 convert_sync_batchnorm; the synchronized module outside a process group."""
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import subprocess
@@ -183,6 +184,18 @@ def test_convert_sync_batchnorm_can_include_plain_batchnorm():
     assert_close(x.grad, x_ref.grad)
     assert_close(model[0].weight.grad, reference[0].weight.grad)
     assert_close(model[0].running_var, reference[0].running_var)
+
+
+@pytest.mark.skipif("bias" not in inspect.signature(nn.BatchNorm2d).parameters,
+                    reason="this torch's BatchNorm2d has no bias flag")
+def test_convert_sync_batchnorm_keeps_a_norm_without_bias_without_bias():
+    """Neither a BatchNorm2d(C, bias=False) nor a fused module without bias gains a trainable shift."""
+    model = nn.Sequential(nn.BatchNorm2d(4, bias=False), BatchNormLeakyReLU2d(4, bias=False))
+    keys = list(model.state_dict())
+    convert_sync_batchnorm(model, include_batchnorm2d=True)
+    assert type(model[0]) is type(model[1]) is SyncBatchNormLeakyReLU2d
+    assert model[0].bias is None and model[1].bias is None
+    assert list(model.state_dict()) == keys
 
 
 def test_convert_sync_batchnorm_top_level_module():

@@ -23,13 +23,16 @@ class BatchNormLeakyReLU2d(_NormBase):
 
     negative_slope=0 gives ReLU (the DCGAN generator). inplace=True keeps only the
     output for backward (in-place activated BatchNorm), so the input activation can
-    be freed; it needs negative_slope > 0 and non-zero weights.
+    be freed; it needs negative_slope > 0 and non-zero weights. bias=False drops the
+    shift as `BatchNorm2d(C, bias=False)` does in newer torch, on any torch.
     """
 
     def __init__(self, num_features: int, negative_slope: float = 0.2, eps: float = 1e-5,
                  momentum: float | None = 0.1, affine: bool = True, track_running_stats: bool = True,
-                 inplace: bool = False, device=None, dtype=None):
+                 inplace: bool = False, device=None, dtype=None, *, bias: bool = True):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
+        if not bias:
+            self.register_parameter("bias", None)  # older torch: _NormBase takes no bias
         if inplace and not negative_slope > 0:
             raise ValueError(f"inplace=True recovers the input from the output, which needs "
                              f"negative_slope > 0 (ReLU loses the negative half), got {negative_slope}")
@@ -158,9 +161,9 @@ class SyncBatchNormLeakyReLU2d(BatchNormLeakyReLU2d):
 
     def __init__(self, num_features: int, negative_slope: float = 0.2, eps: float = 1e-5,
                  momentum: float | None = 0.1, affine: bool = True, track_running_stats: bool = True,
-                 inplace: bool = False, process_group=None, device=None, dtype=None):
+                 inplace: bool = False, process_group=None, device=None, dtype=None, *, bias: bool = True):
         super().__init__(num_features, negative_slope, eps, momentum, affine, track_running_stats, inplace,
-                         device=device, dtype=dtype)
+                         device=device, dtype=dtype, bias=bias)
         self.process_group = process_group
 
     def _world_size(self) -> int:
@@ -195,7 +198,7 @@ class SyncBatchNormLeakyReLU2d(BatchNormLeakyReLU2d):
         if type(module) is BatchNormLeakyReLU2d or plain:
             slope, inplace = (1.0, False) if plain else (module.negative_slope, module.inplace)
             synced = cls(module.num_features, slope, module.eps, module.momentum, module.affine,
-                         module.track_running_stats, inplace, process_group)
+                         module.track_running_stats, inplace, process_group, bias=module.bias is not None)
             adopt_norm_state(synced, module)
             return synced
         for name, child in module.named_children():

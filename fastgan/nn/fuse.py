@@ -14,7 +14,7 @@ def _fused_like(norm: nn.Module, act: nn.Module, inplace: bool) -> BatchNormLeak
     cls = SyncBatchNormLeakyReLU2d if isinstance(norm, nn.SyncBatchNorm) else BatchNormLeakyReLU2d
     extra = {"process_group": norm.process_group} if cls is SyncBatchNormLeakyReLU2d else {}
     fused = cls(norm.num_features, slope, norm.eps, norm.momentum, norm.affine, norm.track_running_stats,
-                inplace and slope > 0, **extra)
+                inplace and slope > 0, bias=norm.bias is not None, **extra)
     adopt_norm_state(fused, norm)
     return fused
 
