@@ -91,14 +91,27 @@ def test_single_value_per_channel_in_training():
     assert_close(m(x), ref(x))
 
 
-def test_empty_batch_in_training():
-    """Training on an empty batch has no statistics: a clear error, not NaN running stats."""
-    m = BatchNormLeakyReLU2d(3)
-    with pytest.raises(ValueError, match="empty batch"):
-        m(torch.randn(0, 3, 4, 4))
-    with pytest.raises(ValueError, match="empty batch"):
-        m(torch.randn(2, 3, 0, 4))
-    assert torch.isfinite(m.running_mean).all() and torch.isfinite(m.running_var).all()
+@pytest.mark.parametrize("inplace", [False, True], ids=["plain", "inplace"])
+@pytest.mark.parametrize("shape", [(0, 3, 4, 4), (2, 3, 0, 4)], ids=["no-samples", "no-rows"])
+def test_empty_batch_in_training_matches_batchnorm2d(shape, inplace):
+    """nn.BatchNorm2d trains through an empty batch (a detector's head with no boxes): an empty
+    output, zero weight and bias gradients, the batch counted and the running statistics unchanged.
+    The drop-in does the same instead of raising."""
+    fused, eager = BatchNormLeakyReLU2d(3, momentum=None, inplace=inplace), eager_pair(3)
+    eager[0].momentum = None
+    for module in (fused, eager[0]):
+        module.running_mean.fill_(2.0)
+    outputs = []
+    for module in (fused, eager):
+        x = torch.randn(shape).contiguous(memory_format=torch.channels_last).requires_grad_()
+        out = module(x)
+        out.sum().backward()
+        outputs.append((out, x.grad))
+    (out, grad), (ref_out, ref_grad) = outputs
+    assert out.shape == ref_out.shape and grad.shape == ref_grad.shape == shape
+    assert torch.equal(fused.weight.grad, eager[0].weight.grad) and torch.equal(fused.bias.grad, eager[0].bias.grad)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        assert torch.equal(getattr(fused, name), getattr(eager[0], name)), name
 
 
 def test_empty_batch_in_eval():

@@ -85,6 +85,8 @@ class BatchNormLeakyReLU2d(_NormBase):
         self._check_input_dim(x)
         update = self._count_batch()
         if self._uses_batch_stats():
+            if x.numel() == 0:
+                return self._empty_batch(x)
             out, mean, var = ops.bn_act_train(x, self.weight, self.bias, self.eps, self.negative_slope,
                                               save_output=self.inplace)
             if update:
@@ -92,6 +94,14 @@ class BatchNormLeakyReLU2d(_NormBase):
             return out
         return ops.bn_act_eval(x, self.running_mean, self.running_var, self.weight, self.bias, self.eps,
                                self.negative_slope, save_output=self.inplace)
+
+    def _empty_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """nn.BatchNorm2d's answer to an empty training batch (a detector's head with no boxes): an
+        empty output with zero weight and bias gradients, the running statistics left as they are."""
+        stat_dtype = ops.reference.stat_dtype(x)
+        mean = torch.zeros(self.num_features, dtype=stat_dtype, device=x.device)
+        return ops.bn_act_apply(x, mean, torch.ones_like(mean), self.weight, self.bias, self.negative_slope,
+                                save_output=self.inplace)
 
 
 def adopt_norm_state(target: nn.Module, source: nn.Module) -> None:
