@@ -148,6 +148,21 @@ def test_module_momentum_none_keeps_float64_running_stats_exact():
     torch.testing.assert_close(fused.running_var, eager[0].running_var, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", HALF, ids=DTYPE_IDS.get)
+def test_module_momentum_none_keeps_averaging_in_half_buffers_after_many_batches(dtype):
+    """momentum=None in a module cast to a half type: past 65504 batches (float16's largest value)
+    the factor 1/k is still BatchNorm2d's, not 1/inf = 0, which froze the running statistics."""
+    eager, fused = make_pair(3, 0.2, momentum=None, param_dtype=dtype)
+    eager.to(dtype)
+    for module in (eager[0], fused):
+        module.num_batches_tracked.fill_(70000)
+        module.running_mean.zero_()
+    x = torch.full((4, 3, 5, 5), 100.0, dtype=dtype)
+    eager(x), fused(x)
+    assert eager[0].running_mean.gt(0).all()
+    torch.testing.assert_close(fused.running_mean, eager[0].running_mean, rtol=1e-2, atol=0)
+
+
 def test_module_half_params_match_eager():
     """A model cast whole to bfloat16 (params and buffers too) still matches the eager pair."""
     eager, fused = make_pair(SHAPE[1], 0.2, param_dtype=torch.bfloat16)

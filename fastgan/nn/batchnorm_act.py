@@ -52,9 +52,13 @@ class BatchNormLeakyReLU2d(_NormBase):
                              f"{x.shape[1]} channels (shape {tuple(x.shape)})")
 
     def _momentum_factor(self):
-        """nn.BatchNorm2d's averaging factor; a tensor for momentum=None (no host sync)."""
+        """nn.BatchNorm2d's averaging factor; a tensor for momentum=None (no host sync), in the
+        buffers' dtype. The count is inverted in at least float32: in float16 it turns inf past
+        65504 batches (a factor of 0: the statistics would freeze), in bfloat16 it rounds."""
         if self.momentum is None:
-            return self.num_batches_tracked.to(self.running_mean.dtype).reciprocal()  # float64 stays float64
+            dtype = self.running_mean.dtype  # float64 stays float64
+            wide = torch.promote_types(dtype, torch.float32)
+            return self.num_batches_tracked.to(wide).reciprocal().to(dtype)
         return self.momentum
 
     def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, count) -> None:
