@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -119,6 +120,21 @@ def test_empty_batch_in_eval():
     m = BatchNormLeakyReLU2d(3).eval()
     out = m(torch.randn(0, 3, 4, 4))
     assert out.shape == (0, 3, 4, 4)
+
+
+@requires_compiled
+def test_meta_tensors_use_the_compiled_fakes_without_a_warning():
+    """A model built on the meta device (shape inference, deferred init) runs on the fakes the compiled
+    library registers; it is not told that the library was "built without" meta kernels."""
+    layer = BatchNormLeakyReLU2d(3, device="meta")
+    x = torch.randn(2, 3, 4, 4, device="meta", requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = layer(x)
+        loss = PatchGANLoss("vanilla").generator(out)
+        loss.backward()
+    assert out.device.type == "meta" and out.shape == x.shape and x.grad.shape == x.shape
+    assert layer.num_batches_tracked.device.type == "meta"
 
 
 def test_weight_on_other_device():

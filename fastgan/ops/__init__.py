@@ -32,10 +32,11 @@ def backend_info() -> dict:
 
 
 def _native(x: torch.Tensor) -> bool:
-    """True when the compiled library has kernels for x's device."""
+    """True when the compiled library serves x's device: its kernels, or for meta tensors (a model
+    built on the meta device for shape inference or deferred init) the fakes it registers."""
     if _BACKEND.backend == "reference":
         return False
-    if x.device.type == "cpu" or (x.device.type == "cuda" and _BACKEND.cuda):
+    if x.device.type in ("cpu", "meta") or (x.device.type == "cuda" and _BACKEND.cuda):
         return True
     if x.device.type not in _warned_devices:
         _warned_devices.add(x.device.type)
