@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import warnings
 
 import pytest
 import torch
@@ -189,6 +190,25 @@ def test_a_norm_without_bias_stays_without_bias(norm_type):
     assert [name for name, _ in model.named_parameters()] == [name for name, _ in original.named_parameters()]
     original.load_state_dict(model.state_dict(), strict=True)
     assert_same_behaviour(original, model, torch.randn(2, 3, 4, 4), train=True)
+
+
+def test_inplace_fusion_keeps_norms_with_a_zero_weight_out_of_place():
+    """In-place mode divides by the weight to recover its input: a norm with a zero weight (a pruned
+    channel) fused in-place turned every gradient into NaN. It is fused out-of-place, with a warning."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.LeakyReLU(0.2),
+                          nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), nn.LeakyReLU(0.2))
+    randomize_norms(model)
+    with torch.no_grad():
+        model[1].weight[2] = 0.0
+    original = copy.deepcopy(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert fuse_bn_act(model, inplace=True) == 2
+    assert_same_behaviour(original, model, torch.randn(2, 3, 4, 4), train=True)
+    assert not model[1].inplace and model[4].inplace
+    assert [str(w.message) for w in caught] == [
+        "fuse_bn_act fused 1 pair(s) out-of-place, not in-place: 1 (a weight of zero, which in-place mode "
+        "would divide by)"]
 
 
 def test_fuse_sync_batchnorm():

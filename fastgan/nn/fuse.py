@@ -9,8 +9,19 @@ from torch import nn
 from .batchnorm_act import BatchNormLeakyReLU2d, SyncBatchNormLeakyReLU2d, adopt_norm_state
 
 
+def _slope(act: nn.Module) -> float:
+    return act.negative_slope if isinstance(act, nn.LeakyReLU) else 0.0
+
+
+def _has_zero_weight(norm: nn.Module) -> bool:
+    """In-place mode recovers the normalized input by dividing by the weight: a channel whose weight
+    is zero (pruned, or zero-initialized) would get NaN gradients, which then spread to every weight."""
+    weight = norm.weight
+    return weight is not None and not weight.is_meta and bool(weight.eq(0).any())
+
+
 def _fused_like(norm: nn.Module, act: nn.Module, inplace: bool) -> BatchNormLeakyReLU2d:
-    slope = act.negative_slope if isinstance(act, nn.LeakyReLU) else 0.0
+    slope = _slope(act)
     cls = SyncBatchNormLeakyReLU2d if isinstance(norm, nn.SyncBatchNorm) else BatchNormLeakyReLU2d
     extra = {"process_group": norm.process_group} if cls is SyncBatchNormLeakyReLU2d else {}
     fused = cls(norm.num_features, slope, norm.eps, norm.momentum, norm.affine, norm.track_running_stats,
@@ -64,23 +75,32 @@ def fuse_bn_act(model: nn.Module, inplace: bool = False) -> int:
     A pair whose swap could change what the model computes is left alone too, with one
     warning naming each and why: inside a Sequential subclass with its own forward(), with
     hooks, with the norm also held under another name, or a SyncBatchNorm whose input may
-    not be 4-D. inplace=True makes the fused LeakyReLU layers in-place (ReLU ones cannot be).
+    not be 4-D. inplace=True makes the fused LeakyReLU layers in-place (ReLU ones cannot be,
+    nor, with a warning naming them, norms with a zero weight, which in-place mode divides by).
     """
     references = _references(model)
-    fused, skipped = 0, []
+    fused, skipped, out_of_place = 0, [], []
     for name, sequential in [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Sequential)]:
         names = list(sequential._modules)
         for index, (first, second) in enumerate(zip(names, names[1:])):
             norm, act = sequential._modules[first], sequential._modules[second]
             if not (_is_norm(norm) and _is_act(act)):
                 continue
+            label = f"{f'{name}.' if name else ''}{first}"
             reason = _why_not(sequential, index, references)
             if reason is not None:
-                skipped.append(f"{f'{name}.' if name else ''}{first} ({reason})")
+                skipped.append(f"{label} ({reason})")
                 continue
-            sequential._modules[first] = _fused_like(norm, act, inplace)
+            zero_weight = inplace and _slope(act) > 0 and _has_zero_weight(norm)
+            if zero_weight:
+                out_of_place.append(label)
+            sequential._modules[first] = _fused_like(norm, act, inplace and not zero_weight)
             sequential._modules[second] = nn.Identity()
             fused += 1
     if skipped:
         warnings.warn(f"fuse_bn_act left {len(skipped)} pair(s) unfused: {'; '.join(skipped)}", stacklevel=2)
+    if out_of_place:
+        warnings.warn(f"fuse_bn_act fused {len(out_of_place)} pair(s) out-of-place, not in-place: "
+                      f"{', '.join(out_of_place)} (a weight of zero, which in-place mode would divide by)",
+                      stacklevel=2)
     return fused
