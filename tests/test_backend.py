@@ -218,13 +218,13 @@ def test_a_lock_left_by_a_killed_build_is_removed(tmp_path, capsys):
     assert f"removing {tmp_path / 'lock'}, left behind by a build that was killed" in capsys.readouterr().err
 
 
-def test_a_build_waits_for_a_running_one_but_not_for_a_killed_one(tmp_path):
-    """A second process waits (and says so) while another holds the lock; killing the holder,
-    mid-build as a signal would, frees it at once."""
+def test_a_build_waits_for_a_running_one_but_not_for_a_killed_one(tmp_path, capsys):
+    """A second process waits (and says so once the wait is longer than a built library's check) while
+    another holds the lock; killing the holder, mid-build as a signal would, frees it at once."""
     import signal
     import threading
 
-    from fastgan.ops._loader import build_lock
+    from fastgan.ops import _loader
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\nfrom fastgan.ops._loader import build_lock\n"
          f"with build_lock(__import__('pathlib').Path({str(tmp_path)!r})):\n"
@@ -237,12 +237,15 @@ def test_a_build_waits_for_a_running_one_but_not_for_a_killed_one(tmp_path):
         entered = threading.Event()
 
         def second_build():
-            with build_lock(tmp_path):
+            with _loader.build_lock(tmp_path):
                 entered.set()
 
         waiter = threading.Thread(target=second_build, daemon=True)
         waiter.start()
         assert not entered.wait(1.0), "entered while another process held the lock"
+        assert "another process is building" not in capsys.readouterr().err, "a short wait was reported"
+        assert not entered.wait(_loader.QUIET_WAIT_S), "entered while another process held the lock"
+        assert f"another process is building the operators in {tmp_path}" in capsys.readouterr().err
         assert (tmp_path / "lock").exists(), "removed the lock of a build still running"
         holder.send_signal(signal.SIGKILL)
         assert entered.wait(10.0), "still waiting after the holder died"

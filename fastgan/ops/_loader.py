@@ -110,6 +110,26 @@ def _wait_for_orphaned_ninja(directory: Path) -> None:
         pids = _ninjas_in(directory)
 
 
+QUIET_WAIT_S = 3.0
+
+
+def _lock_quietly_at_first(handle, directory: Path) -> None:
+    """Takes the lock, saying so only if another process holds it past QUIET_WAIT_S: every process
+    holds it for a moment even when the library is built (torch runs a no-op ninja, then loads it), so
+    the ranks of a run starting together would otherwise each report a build that is not happening."""
+    deadline = time.monotonic() + QUIET_WAIT_S
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+    print(f"fastgan: another process is building the operators in {directory}; waiting for it", file=sys.stderr)
+    fcntl.flock(handle, fcntl.LOCK_EX)
+
+
 @contextmanager
 def build_lock(directory: Path):
     """One process builds at a time, under a lock the kernel drops when its holder dies.
@@ -128,11 +148,7 @@ def build_lock(directory: Path):
         return
     with handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"fastgan: another process is building the operators in {directory}; waiting for it",
-                  file=sys.stderr)
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            _lock_quietly_at_first(handle, directory)
         except OSError as error:  # a filesystem without flock (some network and FUSE mounts)
             print(f"fastgan: building without the build lock ({error}); a lock file left by a killed "
                   f"build stays, and torch waits on it", file=sys.stderr)
