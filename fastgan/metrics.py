@@ -260,7 +260,9 @@ class FrechetAndKernelDistance:
         for name, count in counts.items():
             if count < 2:
                 raise ValueError(f"FID and KID need at least 2 {name} images; got {count}")
-        real, fake = torch.cat(self._real), torch.cat(self._fake)
+        # float64 whatever the features' dtype: torchmetrics returns FID in that dtype and computes KID's
+        # cubic kernel in it, which overflows float16 and swamps a KID of 1e-4 in bfloat16.
+        real, fake = torch.cat(self._real).double(), torch.cat(self._fake).double()
         num_features = real.shape[1]
         fid = FrechetInceptionDistance(feature=_Precomputed(num_features))
         fid.update(real, real=True)

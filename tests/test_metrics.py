@@ -1,6 +1,7 @@
 """fastgan.metrics against independent references: closed forms, skimage, OpenCV, numpy/scipy."""
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import warnings
@@ -289,6 +290,25 @@ def test_kid_is_the_unbiased_cubic_kernel_mmd(tiny_inception):
     assert result["kid_subset_size"] == 40
     assert result["kid_mean"] == pytest.approx(expected, rel=1e-9)
     assert result["kid_std"] == pytest.approx(0.0, abs=1e-12)  # every subset is the whole set
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_fid_and_kid_are_computed_in_float64_whatever_the_feature_dtype(tiny_inception, dtype):
+    """Half-precision features (from an extractor run under autocast) gave a NaN KID: its cubic kernel
+    overflowed float16; bfloat16 gave a KID three times too large, and the FID came back rounded to the
+    features' dtype. The same feature values must score the same in any dtype."""
+    _, path = tiny_inception
+    rng = np.random.default_rng(2)
+    real = torch.from_numpy(np.abs(rng.normal(0.4, 0.3, size=(220, 256)))).to(dtype)
+    fake = torch.from_numpy(np.abs(rng.normal(0.41, 0.3, size=(200, 256)))).to(dtype)
+    results = []
+    for features in ((real, fake), (real.double(), fake.double())):
+        metric = FrechetAndKernelDistance(path, kid_subsets=2, kid_subset_size=200)
+        metric.update_features(features[0], real=True)
+        metric.update_features(features[1], real=False)
+        results.append(metric.compute())
+    assert math.isfinite(results[0]["kid_mean"]) and math.isfinite(results[0]["fid"])
+    assert results[0] == results[1]
 
 
 def test_kid_subsets_repeat_with_the_seed(tiny_inception):
