@@ -242,16 +242,24 @@ def batches(dataset: Dataset, key: str, batch_size: int, desc: str):
             yield batch
 
 
-def generated_images(draw, total: int, batch_size: int):
-    """Batches of `draw(n, generator)` images (CPU, float, clamped to [-1, 1] as a saved image is) from one
-    noise stream seeded with NOISE_SEED, so a rerun scores the same images."""
+def image_noise(noise, n: int, g: torch.Generator) -> list[torch.Tensor]:
+    """The noise of n images, `noise(g)` drawn once per image: the i-th generated image gets the same noise
+    whatever the batches (torch.randn(n, k) is not the first rows of torch.randn(m, k), and labels drawn
+    between batches' noise would shift it)."""
+    return [torch.cat(parts) for parts in zip(*(noise(g) for _ in range(n)))]
+
+
+def generated_images(G, noise, total: int, batch_size: int, device):
+    """Batches of G's images (CPU, float, clamped to [-1, 1] as a saved image is) for the noise `noise(g)` of
+    each image, drawn from one CPU stream seeded with NOISE_SEED: a rerun scores the same images, with any
+    --batch-size and on any --device."""
     g = torch.Generator().manual_seed(NOISE_SEED)
     done = 0
     with tqdm(total=total, desc="generated", unit="img", file=sys.stdout) as bar:
         while done < total:
             n = min(batch_size, total - done)
             with torch.no_grad():
-                images = draw(n, g)
+                images = G(*(part.to(device) for part in image_noise(noise, n, g)))
             yield images.float().clamp(-1, 1).cpu()
             done += n
             bar.update(n)
@@ -267,14 +275,12 @@ def generative_scores(G, ckpt, args, size: int, device, fid) -> dict:
     for batch in batches(dataset, key, args.batch_size, "real images"):
         fid.update(batch[key], real=True)
 
-    def draw(n, g):
-        z = torch.randn(n, g_args.get("nz", 100), generator=g).to(device)
-        if conditional:
-            return G(z, torch.randint(g_args["num_classes"], (n,), generator=g).to(device))
-        return G(z)
+    def noise(g):
+        z = torch.randn(1, g_args.get("nz", 100), generator=g)
+        return (z, torch.randint(g_args["num_classes"], (1,), generator=g)) if conditional else (z,)
 
     done = 0
-    for images in generated_images(draw, args.num_generated or DEFAULT_NUM_GENERATED, args.batch_size):
+    for images in generated_images(G, noise, args.num_generated or DEFAULT_NUM_GENERATED, args.batch_size, device):
         fid.update(images, real=False)
         done += len(images)
     return {"images": done}
@@ -332,12 +338,11 @@ def lapgan_scores(paths: list[str], args, size: int, device, fid) -> dict:
     if real.images == 0:
         raise SystemExit(f"--data {args.data}: no readable image")
 
-    def draw(n, g):
-        z = torch.randn(n, G.latent_size, generator=g).to(device)
-        labels = torch.randint(G.num_classes, (n,), generator=g).to(device) if G.num_classes else None
-        return G(z, labels)
+    def noise(g):
+        z = torch.randn(1, G.latent_size, generator=g)
+        return (z, torch.randint(G.num_classes, (1,), generator=g)) if G.num_classes else (z,)
 
-    for images in generated_images(draw, args.num_generated or DEFAULT_NUM_GENERATED, args.batch_size):
+    for images in generated_images(G, noise, args.num_generated or DEFAULT_NUM_GENERATED, args.batch_size, device):
         generated.update(images)
         if fid is not None:
             fid.update(images, real=False)
@@ -395,7 +400,8 @@ def gancls_scores(G, ckpt, args, size: int, device, fid) -> dict:
                        unit="batch", file=sys.stdout):
         tokens = tokens.to(device)
         with torch.no_grad():
-            images = G(torch.randn(len(tokens), G.nz, generator=g).to(device), tokens)
+            (z,) = image_noise(lambda stream: (torch.randn(1, G.nz, generator=stream),), len(tokens), g)
+            images = G(z.to(device), tokens)
             fake.append(D(images, tokens).float().cpu())
         if fid is not None:
             fid.update(images.float().cpu(), real=False)

@@ -5,9 +5,11 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from fastgan import checkpoint, evaluate, sample, translate
@@ -270,6 +272,50 @@ def test_evaluate_noise_models_need_inception(runs, tmp_path):
     with pytest.raises(SystemExit, match="--inception /no/such.pt: file not found; expected a TorchScript"):
         evaluate.main(["--checkpoint", ckpt(runs, "dcgan"), "--data", str(runs / "images"),
                        "--inception", "/no/such.pt"])
+
+
+class ChannelMeans(torch.nn.Module):
+    """A stand-in Inception network: 0..255 RGB in, each image's channel means out."""
+
+    def forward(self, img: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        return img.mean(dim=(2, 3))
+
+
+@pytest.fixture(scope="module")
+def inception(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("inception") / "channel_means.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(ChannelMeans()).save(str(path))
+    return str(path)
+
+
+def test_evaluate_generates_the_same_images_at_any_batch_size(runs, tmp_path, inception):
+    """The conditional model's labels were drawn between the batches' noise, so --batch-size changed which
+    images were generated and with them FID/KID."""
+    def scores(batch_size):
+        out = tmp_path / f"{batch_size}.json"
+        assert evaluate.main(["--checkpoint", ckpt(runs, "conditional"), "--data", str(runs / "classes"),
+                              "--num-generated", "12",
+                              "--batch-size", str(batch_size), "--inception", inception, "--device", "cpu",
+                              "--json", str(out)]) == 0
+        return json.loads(out.read_text())
+
+    by_batch = [scores(batch_size) for batch_size in (12, 5, 4)]
+    for key in ("fid", "kid_mean", "kid_std"):
+        assert by_batch[1][key] == pytest.approx(by_batch[0][key], rel=1e-6), key
+        assert by_batch[2][key] == pytest.approx(by_batch[0][key], rel=1e-6), key
+
+
+def test_each_generated_images_noise_does_not_depend_on_the_batches():
+    """torch.randn(n, 100) is not the first n rows of torch.randn(m, 100): noise drawn per batch changed with
+    --batch-size even without labels."""
+    def noise_of_images(batch_size):
+        batches = evaluate.generated_images(lambda z: z.clamp(-1, 1), lambda g: (torch.randn(1, 100, generator=g),),
+                                            10, batch_size, "cpu")
+        return torch.cat(list(batches))
+
+    assert torch.equal(noise_of_images(3), noise_of_images(10))
 
 
 def test_missing_checkpoint_is_named(tmp_path):
