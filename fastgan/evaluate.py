@@ -90,8 +90,8 @@ def parse_args(argv):
                         "photos (AtoB) only")
     p.add_argument("--size", type=int, default=None,
                    help="evaluation image size (default: the training size; pix2pix: a multiple of 2^num_downs; "
-                        "srresnet/srgan: a centre crop of this side, default the whole image; lapgan/gancls: only "
-                        "the training size)")
+                        "srresnet/srgan: a centre crop of this side, default the whole image; dcgan/conditional/lapgan/"
+                        "gancls: only the training size, that of the generated images)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--num-generated", type=int, default=None,
                    help=f"dcgan/conditional/lapgan: images generated for the scores (default "
@@ -461,7 +461,7 @@ def main(argv=None) -> int:
     size = args.size or trained_size(ckpt, 256)
     if family == "pix2pix":
         check_unet_size(size, ckpt)
-    if family in ("lapgan", "gancls") and size != trained_size(ckpt, size):
+    if family in GENERATING_FAMILIES and size != trained_size(ckpt, size):  # real images at the generated size
         raise SystemExit(f"--size {args.size}: a {family} model generates {trained_size(ckpt, size)}-pixel images "
                          f"only; leave --size out")
     fid = None

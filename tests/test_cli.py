@@ -380,6 +380,10 @@ def test_command_line_errors_are_one_prefixed_line_with_status_2(torn, tmp_path)
     ("dcgan", ["--data", "IMAGES", "--fashion-mnist-root", "."], "--fashion-mnist-root goes with --data "
                                                                  "fashion_mnist; leave it out for --data"),
     ("dcgan", ["--data", "IMAGES", "--inception", "BAD"], r"--inception: .*bad\.pt is not a TorchScript module"),
+    ("dcgan", ["--data", "IMAGES", "--size", "64"], "--size 64: a dcgan model generates 32-pixel images only; leave "
+                                                    "--size out"),
+    ("conditional", ["--data", "IMAGES", "--size", "16"], "--size 16: a conditional model generates 32-pixel images "
+                                                          "only"),
     ("pix2pix", ["--json", "FOLDER"], r"--json .* is a folder; give a file name"),
 ])
 def test_evaluate_refuses_bad_arguments(runs, tmp_path, name, argv, message):
