@@ -496,7 +496,8 @@ def main(argv=None) -> int:
         print("fastgan.evaluate: FID/KID skipped: pass --inception with a local Inception file to get them")
     width = max(len(k) for k in scores)
     for key, value in scores.items():
-        print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+        # Six significant digits rather than fixed decimals: a KID of 2e-4 must not print as 0.0002 or 0.0000.
+        print(f"{key:<{width}}  {value:.6g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
     if args.json:
         checkpoint = paths if len(paths) > 1 else paths[0]
         try:

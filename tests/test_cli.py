@@ -307,6 +307,18 @@ def test_evaluate_generates_the_same_images_at_any_batch_size(runs, tmp_path, in
         assert by_batch[2][key] == pytest.approx(by_batch[0][key], rel=1e-6), key
 
 
+def test_evaluate_prints_small_scores_with_their_significant_digits(runs, tmp_path, inception, capsys):
+    """KID is typically 1e-4 to 1e-2 and its spread smaller: a fixed four decimals printed 0.0000."""
+    out = tmp_path / "scores.json"
+    assert evaluate.main(["--checkpoint", ckpt(runs, "dcgan"), "--data", str(runs / "images"), "--num-generated", "8",
+                          "--inception", inception, "--device", "cpu", "--json", str(out)]) == 0
+    printed = dict(line.split() for line in capsys.readouterr().out.splitlines() if len(line.split()) == 2)
+    scores = json.loads(out.read_text())
+    assert 0 < abs(scores["kid_std"]) < 1e-3  # small, as for real images
+    for key in ("fid", "kid_mean", "kid_std"):
+        assert float(printed[key]) == pytest.approx(scores[key], rel=1e-5), key
+
+
 def test_each_generated_images_noise_does_not_depend_on_the_batches():
     """torch.randn(n, 100) is not the first n rows of torch.randn(m, 100): noise drawn per batch changed with
     --batch-size even without labels."""
