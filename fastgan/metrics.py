@@ -263,6 +263,11 @@ class FrechetAndKernelDistance:
         # float64 whatever the features' dtype: torchmetrics returns FID in that dtype and computes KID's
         # cubic kernel in it, which overflows float16 and swamps a KID of 1e-4 in bfloat16.
         real, fake = torch.cat(self._real).double(), torch.cat(self._fake).double()
+        for name, features in (("real", real), ("generated", fake)):
+            bad = int((~torch.isfinite(features)).any(1).sum())
+            if bad:
+                raise ValueError(f"the {name} features hold NaN or infinite values ({bad} of {len(features)} images); "
+                                 f"FID and KID would be NaN: check the feature extractor")
         num_features = real.shape[1]
         fid = FrechetInceptionDistance(feature=_Precomputed(num_features))
         fid.update(real, real=True)

@@ -349,6 +349,19 @@ def test_compute_needs_two_images_per_set(tiny_inception):
         metric.compute()
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_features_are_named_not_scored(tiny_inception, bad):
+    """They gave a silent NaN FID and KID (and oneMKL errors on stderr)."""
+    _, path = tiny_inception
+    metric = FrechetAndKernelDistance(path, kid_subsets=2, kid_subset_size=5)
+    features = torch.randn(10, 4, dtype=torch.float64)
+    features[[3, 7], 1] = bad
+    metric.update_features(torch.randn(10, 4), real=True)
+    metric.update_features(features, real=False)
+    with pytest.raises(ValueError, match=r"the generated features hold NaN or infinite values \(2 of 10 images\)"):
+        metric.compute()
+
+
 def test_feature_width_must_not_change(tiny_inception):
     _, path = tiny_inception
     metric = FrechetAndKernelDistance(path)
