@@ -40,6 +40,8 @@ def _oracle(dtype):
 @given(shape=bn_shapes(), dtype=DTYPES, layout=st.sampled_from(["nchw", "channels_last", "permuted"]),
        slope=st.sampled_from([0.0, 0.01, 0.2, 1.0]), affine=st.booleans(), inplace=st.booleans(),
        train=st.booleans(), seed=st.integers(0, 2**31 - 1))
+@example(shape=(4, 1, 6, 7), dtype=torch.bfloat16, layout="nchw", slope=0.0, affine=False, inplace=False,
+         train=True, seed=5471)  # an element 1.6e-8 from the ReLU's kink (a CI run found it)
 def test_bn_act_module_sweep(shape, dtype, layout, slope, affine, inplace, train, seed):
     """Forward, input and parameter gradients and running stats equal eager BN + LeakyReLU/ReLU."""
     assume(not (inplace and slope == 0.0))  # rejected up front (test_errors.py)
@@ -72,7 +74,13 @@ def test_bn_act_module_sweep(shape, dtype, layout, slope, affine, inplace, train
 
     xf = x.detach().clone().requires_grad_()
     xe = x.detach().to(oracle).requires_grad_()
+    pre_activation = []
+    norm.register_forward_hook(lambda module, args, result: pre_activation.append(result.detach()))
     out, ref = fused(xf), eager(xe)
+    # An element whose normalized value is within rounding of 0 (a bf16 input can equal the batch mean
+    # to 1e-8) takes either side of the activation's kink depending on how the mean was summed: its
+    # gradient then differs by the whole slope change in any two correct implementations.
+    assume(slope == 1.0 or not bool((pre_activation[0].abs() < 1e-4).any()))
     assert out.dtype == dtype and out.shape == x.shape
     out.backward(grad_out)
     ref.backward(grad_out.to(oracle))
