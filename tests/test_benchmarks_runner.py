@@ -56,6 +56,18 @@ def test_json_records_the_machine_and_every_suite(quick_run):
                                                            for v in result["checks"])
 
 
+def test_start_up_counts_against_the_time_budget(quick_run):
+    """Importing the suites imports fastgan.ops, which JIT-builds the operators when no current build
+    exists (minutes with CUDA): the budget counts from before those imports, or the runner plans time
+    that a GPU session's step timeout has already spent."""
+    _, _, result, stdout = quick_run
+    assert result["startup_s"] > 0.1  # importing torch alone takes longer than this
+    first_log = float(re.match(r"\[\s*([\d.]+)s\]", stdout).group(1))
+    assert first_log >= result["startup_s"]
+    # The first suite's share is what start-up left of the 1 s budget, split between the four suites.
+    assert result["suites"]["train"]["share_s"] <= max(0.0, 1.0 - result["startup_s"]) / 4 + 0.05
+
+
 def test_train_suite_measures_its_first_case_and_skips_the_rest(quick_run):
     _, _, result, _ = quick_run
     train = result["train"]
