@@ -1,7 +1,9 @@
 """The speed targets, judged from a results file's rows.
 
-Targets are reported (PASS / FAIL / N/A), never asserted: a slow kernel is news for the
-table, not a reason to lose the run's other numbers.
+Targets are reported (PASS / PARTIAL / FAIL / N/A), never asserted: a slow kernel is news for
+the table, not a reason to lose the run's other numbers. A row the target selects but the run did
+not measure (skipped by the budget, failed, or its reference failed) is never a pass: when every
+measured row passes and some were not measured, the verdict is PARTIAL, not PASS.
 """
 from __future__ import annotations
 
@@ -103,18 +105,19 @@ def evaluate(result: dict, suite: str | None = None) -> list[dict]:
         metric = target.metric
         if metric == "pct_bandwidth":
             metric = "pct_peak" if nominal else "pct_copy"
-        values = [(row[metric], row_name(row)) for row in subject_rows(result, target.suite)
-                  if row["status"] == "ok" and row.get(metric) is not None and target.selects(row)]
+        selected = [row for row in subject_rows(result, target.suite) if target.selects(row)]
+        values = [(row[metric], row_name(row)) for row in selected
+                  if row["status"] == "ok" and row.get(metric) is not None]
         verdict = {"target": target.text, "metric": metric, "threshold": target.threshold,
-                   "unit": target.unit, "total": len(values)}
+                   "unit": target.unit, "total": len(values), "unmeasured": len(selected) - len(values)}
         if not values:
             verdict.update(status="N/A", passed=0, worst=None, worst_case=None)
         else:
             worst, worst_case = max(values) if target.at_most else min(values)
             passed = sum((value < target.threshold) if target.at_most else (value >= target.threshold)
                          for value, _ in values)
-            verdict.update(status="PASS" if passed == len(values) else "FAIL", passed=passed,
-                           worst=worst, worst_case=worst_case)
+            status = "FAIL" if passed < len(values) else "PARTIAL" if verdict["unmeasured"] else "PASS"
+            verdict.update(status=status, passed=passed, worst=worst, worst_case=worst_case)
         verdicts.append(verdict)
     return verdicts
 
@@ -122,9 +125,13 @@ def evaluate(result: dict, suite: str | None = None) -> list[dict]:
 def describe(verdict: dict) -> str:
     """One line: status, target, worst value and where, rows passing."""
     if verdict["status"] == "N/A":
-        return f"N/A   {verdict['target']}: no rows measured"
+        unmeasured = verdict.get("unmeasured")
+        why = f" ({unmeasured} selected: skipped, failed or not recorded)" if unmeasured else ""
+        return f"N/A   {verdict['target']}: no rows measured{why}"
     unit = verdict["unit"]
     worst = f"{verdict['worst']:.2f}{unit}" if unit == "x" or verdict["worst"] < 10 else f"{verdict['worst']:.0f}{unit}"
     base = "" if verdict["metric"] != "pct_copy" else " of measured copy (nominal peak unknown)"
+    unmeasured = verdict.get("unmeasured")  # absent from verdicts stored before it was counted
+    rest = f", {unmeasured} more not measured (skipped, failed or not recorded)" if unmeasured else ""
     return (f"{verdict['status']:<5} {verdict['target']}: worst {worst}{base} ({verdict['worst_case']}), "
-            f"{verdict['passed']}/{verdict['total']} rows pass")
+            f"{verdict['passed']}/{verdict['total']} rows pass{rest}")

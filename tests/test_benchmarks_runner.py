@@ -52,7 +52,7 @@ def test_json_records_the_machine_and_every_suite(quick_run):
     assert result["peak_bandwidth_gbps"] is None and result["peak_bandwidth_note"].startswith("n/a (CPU)")
     assert {name: state["status"] for name, state in result["suites"].items()} == {
         "train": "complete", "data": "complete", "memory": "complete", "ops": "complete"}
-    assert [v["status"] for v in result["checks"]] and all(v["status"] in ("PASS", "FAIL", "N/A")
+    assert [v["status"] for v in result["checks"]] and all(v["status"] in ("PASS", "PARTIAL", "FAIL", "N/A")
                                                            for v in result["checks"])
 
 
@@ -261,6 +261,37 @@ def test_training_targets_are_judged_on_the_issues_shapes_only():
         "training DCGAN 64^2 batch 128: fastgan >= 3x reference img/s": ("PASS", 3.0, 1)}
     assert verdicts["training pix2pix 256^2 batch 16: fastgan >= 2x reference img/s"]["worst_case"] == \
         "pix2pix 256x256 batch 16"
+
+
+def _fused_bn_row(shape: tuple, status: str = "ok", x_compiled: float | None = None) -> dict:
+    return {"op": "bn_act", "impl": "fused", "pass": "fwd_bwd", "shape": list(shape), "dtype": "fp32",
+            "layout": "NCHW", "label": "x".join(map(str, shape)), "status": status, "x_compiled": x_compiled,
+            "x_eager": None}
+
+
+def test_a_target_whose_rows_were_skipped_or_failed_is_not_a_pass():
+    """A run cut short by its budget once read PASS on 6 of 24 selected rows: rows the target selects
+    but the run did not measure make the verdict PARTIAL, and the line says how many."""
+    from benchmarks import targets
+
+    text = "BN+act fwd+bwd at batch >= 16: fused >= 1.15x torch.compile"
+
+    def verdict(rows):
+        result = {"machine": {"device": "cuda"}, "args": {"suites": ["ops"]}, "rows": rows}
+        return next(v for v in targets.evaluate(result) if v["target"] == text)
+
+    measured = [_fused_bn_row((16, 64, 128, 128), x_compiled=1.3), _fused_bn_row((16, 256, 32, 32), x_compiled=1.2)]
+    assert verdict(measured)["status"] == "PASS"
+    skipped = _fused_bn_row((16, 512, 16, 16), "skipped")
+    compile_failed = _fused_bn_row((32, 128, 128, 128))  # fused ran, its compiled reference did not
+    partial = verdict(measured + [skipped, compile_failed])
+    assert (partial["status"], partial["passed"], partial["total"], partial["unmeasured"]) == ("PARTIAL", 2, 2, 2)
+    assert targets.describe(partial).startswith(f"PARTIAL {text}: worst 1.20x")
+    assert targets.describe(partial).endswith("2/2 rows pass, 2 more not measured (skipped, failed or not recorded)")
+    failing = verdict([_fused_bn_row((16, 64, 128, 128), x_compiled=1.0), skipped])
+    assert (failing["status"], failing["unmeasured"]) == ("FAIL", 1)
+    nothing = verdict([skipped])
+    assert nothing["status"] == "N/A" and "(1 selected: skipped, failed or not recorded)" in targets.describe(nothing)
 
 
 def test_cuda_training_table_shows_speedup_and_peak_memory():
