@@ -35,6 +35,14 @@ export PEER_SITE=${PEER_SITE:-/tmp/peer-site}
 export PYTHONPATH=$PYTHONPATH:$PEER_SITE
 export DALI_SITE=${DALI_SITE:-/tmp/dali-site}
 summary=()
+# The machine's copy of .git can be stale: unless the caller states the tree's commit, the results
+# name that copy's old HEAD (benchmarks/README.md, "GPU session"). `FASTGAN_SOURCE_COMMIT=$H` typed
+# into the device command reaches it empty, since $H is not set there.
+if [[ ! ${FASTGAN_SOURCE_COMMIT:-} =~ ^[0-9a-f]{7,40}$ ]]; then
+  commit_warning="FASTGAN_SOURCE_COMMIT='${FASTGAN_SOURCE_COMMIT:-}' is not a commit hash: the results name this machine's .git HEAD, which may be stale; state the literal hash"
+  echo "warning: $commit_warning" | tee -a "$LOG"
+  summary+=("commit: $commit_warning")
+fi
 for step in $STEPS; do
   [[ $step =~ ^(build|test|peers|dali|bench)$ ]] || {
     echo "unknown step '$step'; valid steps: build test peers dali bench" >&2

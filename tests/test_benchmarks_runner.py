@@ -460,3 +460,31 @@ def test_a_stated_source_commit_replaces_the_devices_stale_git(monkeypatch):
                                           "stated_by": "FASTGAN_SOURCE_COMMIT"}
     monkeypatch.delenv("FASTGAN_SOURCE_COMMIT")
     assert re.fullmatch(r"[0-9a-f]{40}", machine_info("cpu")["git"]["commit"])
+
+
+def _gpu_session_log(tmp_path: Path, **env: str) -> str:
+    """benchmarks/gpu_session.sh from a copy of its folder (it runs in the folder above its own, so
+    nothing of the checkout, such as a carried .carry/, is touched), with no session time left:
+    its checks and summary run, its steps do not."""
+    (tmp_path / "benchmarks").mkdir()
+    script = tmp_path / "benchmarks" / "gpu_session.sh"
+    script.write_text((ROOT / "benchmarks" / "gpu_session.sh").read_text())
+    base = {k: v for k, v in os.environ.items() if k != "FASTGAN_SOURCE_COMMIT"}
+    done = subprocess.run(["bash", str(script), "bench"], capture_output=True, text=True, timeout=120,
+                          env={**base, "SESSION_S": "0", "OUT": str(tmp_path / "out"), "PYTHON": sys.executable,
+                               **env})
+    assert done.returncode == 0, done.stderr
+    return (tmp_path / "out" / "session.log").read_text()
+
+
+@pytest.mark.parametrize("stated", [None, "", "$H"])
+def test_gpu_session_warns_when_the_source_commit_is_not_stated(tmp_path, stated):
+    log = _gpu_session_log(tmp_path, **({} if stated is None else {"FASTGAN_SOURCE_COMMIT": stated}))
+    summary = log.split("== summary")[1]
+    assert "commit: FASTGAN_SOURCE_COMMIT=" in summary and "may be stale" in summary
+    assert "bench: not run, session time spent" in summary
+
+
+def test_gpu_session_takes_a_stated_source_commit_without_warning(tmp_path):
+    log = _gpu_session_log(tmp_path, FASTGAN_SOURCE_COMMIT="0123456789abcdef0123456789abcdef01234567")
+    assert "FASTGAN_SOURCE_COMMIT" not in log and "bench: not run, session time spent" in log
