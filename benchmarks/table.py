@@ -292,16 +292,24 @@ def _ran(result: dict, suite: str) -> bool:
     return suite in suites and suites[suite].get("status") != "not started"
 
 
+def _copy_line(result: dict) -> list[str]:
+    """A CUDA run's roofline: the copy the operator suite measures first, beside the nominal peak;
+    nothing for a run without that suite, which measured no copy."""
+    if not _ran(result, "ops"):
+        return []
+    copy, peak = result.get("copy_bandwidth_gbps"), result.get("peak_bandwidth_gbps")
+    text = f"Device-to-device copy (read + write) measured in the same run: {_num(copy, '.0f')} GB/s"
+    if peak:
+        text += f"; nominal peak {peak:.0f} GB/s" + (f" ({100 * copy / peak:.0f}% reached by the copy)"
+                                                      if copy else "")
+    return [text + ".", ""]
+
+
 def _render_result(path: Path, result: dict, prefix: str = "") -> list[str]:
     m = result["machine"]
     lines = [f"## {m['device_name']} ({m['device']}), {result['started']}", "", _machine_note(path, result), ""]
     if m["device"] == "cuda":
-        copy, peak = result.get("copy_bandwidth_gbps"), result.get("peak_bandwidth_gbps")
-        text = f"Device-to-device copy (read + write) measured in the same run: {_num(copy, '.0f')} GB/s"
-        if peak:
-            text += f"; nominal peak {peak:.0f} GB/s" + (f" ({100 * copy / peak:.0f}% reached by the copy)"
-                                                          if copy else "")
-        lines += [text + ".", ""]
+        lines += _copy_line(result)
     elif result.get("rows"):
         lines += [f"Roofline: the GB/s columns are achieved bandwidth; peak bandwidth {CPU_PEAK_NOTE}.", ""]
     verdicts = targets.evaluate(result)
@@ -387,6 +395,8 @@ def _earlier_suites(gpu: list, newest: dict, prefix: str) -> list[str]:
                   f"({result['machine']['device_name']}, {result['started']}, commit "
                   f"{_commit(result['machine'])}), produced by "
                   f"`{_command(result)}`.", ""]
+        if suite == "ops":  # its "% of copy" column needs that run's copy
+            lines += _copy_line(result)
         verdicts = targets.evaluate(result, suite)
         if verdicts:
             lines += [f"- {_escape(targets.describe(v))}" for v in verdicts] + [""]

@@ -449,6 +449,12 @@ def test_front_page_keeps_each_suite_from_the_newest_gpu_run_that_measured_it(tm
     assert "### The train suite, from an earlier" not in block
     assert f"These rows are from `{full_path.name}`" in block
     assert "| DALI | DALI aligned-jpeg 256x256 batch 16" in block
+    # The copy bandwidth is measured by the ops suite: the train-only run claims no ('–') copy, and
+    # the ops tables, with their "% of copy" column, come with the copy of the run that measured them.
+    lead, ops_part = block.split("### The")[0], block.split("### The ops suite")[1].split("### The")[0]
+    assert "Device-to-device copy" not in lead
+    copy = full["copy_bandwidth_gbps"]  # None in the first GPU run, which lost it to a bug
+    assert f"measured in the same run: {'–' if copy is None else format(copy, '.0f')} GB/s" in ops_part
 
 
 def test_a_stated_source_commit_replaces_the_devices_stale_git(monkeypatch):
