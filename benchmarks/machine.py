@@ -102,6 +102,21 @@ def _nvidia_driver() -> str | None:
     return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else None
 
 
+def fused_kernels_missing(machine: dict) -> str | None:
+    """Why the run's "fused" rows did not time fastgan's compiled kernels, or None when they did. With
+    no compiled library for the device (a failed build), fastgan runs its reference implementation,
+    and the fused rows and the fastgan configuration time that: numbers no reader should take for
+    the kernels'."""
+    info = machine.get("fastgan") or {}
+    if "backend" not in info:
+        return f"fastgan's operators did not import ({info.get('error')})"
+    if info["backend"] == "reference":
+        return f"fastgan ran its reference operators, no compiled library ({info.get('reason')})"
+    if machine["device"] == "cuda" and not info.get("cuda"):
+        return f"fastgan's {info['backend']} library has no CUDA kernels, so CUDA tensors took the reference operators"
+    return None
+
+
 def machine_info(device: str) -> dict:
     info = {"device": device, "cpu_model": cpu_model(), "cpu_count": cpu_count(), "loadavg_start": loadavg(),
             "threads": torch.get_num_threads(), "torch": torch.__version__, "cuda": torch.version.cuda,

@@ -28,8 +28,8 @@ import torch  # noqa: E402
 
 from benchmarks import data_suite, memory_suite, ops_suite, targets, train_suite  # noqa: E402
 from benchmarks.cases import BYTE_MODEL_NOTE, BYTE_MODELS, error_reason  # noqa: E402
-from benchmarks.machine import (CPU_PEAK_NOTE, cpu_count, loadavg, machine_info, nominal_peak_gbps,  # noqa: E402
-                                slug)
+from benchmarks.machine import (CPU_PEAK_NOTE, cpu_count, fused_kernels_missing, loadavg, machine_info,  # noqa: E402
+                                nominal_peak_gbps, slug)
 from benchmarks.session import Session  # noqa: E402
 from benchmarks.table import DEFAULT_OUT, PLOTTED_SUITES, write_readme  # noqa: E402
 
@@ -165,6 +165,8 @@ def main(argv: list[str] | None = None, start: float | None = None) -> int:
                 f"fastgan {machine['fastgan']} -> {path}")
     session.log(f"start-up (imports, a JIT build of fastgan if any) took {result['startup_s']:g} s "
                 f"of the {args.time_budget:g} s budget")
+    if missing := fused_kernels_missing(machine):
+        session.log(f"warning: {missing}; the fused rows and the fastgan configuration time that, not the kernels")
     load = machine["loadavg_start"]
     if load is not None and load > 0.5 * machine["cpu_count"]:
         session.log(f"warning: load average {load} on {machine['cpu_count']} CPUs; other work will distort "

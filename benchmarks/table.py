@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchmarks import targets
 from benchmarks.cases import BYTE_MODEL_NOTE, BYTE_MODELS, IMPLS, PEER_IMPLS, PEER_NOTE
-from benchmarks.machine import CPU_PEAK_NOTE
+from benchmarks.machine import CPU_PEAK_NOTE, fused_kernels_missing
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 PLOTTED_SUITES = ("ops", "train", "data")  # the memory suite's few rows read better as a table
@@ -308,6 +308,9 @@ def _copy_line(result: dict) -> list[str]:
 def _render_result(path: Path, result: dict, prefix: str = "") -> list[str]:
     m = result["machine"]
     lines = [f"## {m['device_name']} ({m['device']}), {result['started']}", "", _machine_note(path, result), ""]
+    if missing := fused_kernels_missing(m):
+        lines += [f"**Not fastgan's kernels:** {_escape(missing)}; the fused rows and the fastgan configuration "
+                  "timed that, so their numbers and targets say nothing about the kernels.", ""]
     if m["device"] == "cuda":
         lines += _copy_line(result)
     elif result.get("rows"):

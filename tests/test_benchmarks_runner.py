@@ -156,6 +156,24 @@ def test_markdown_table_and_plots_are_written(quick_run):
     assert "Targets (reported, not asserted):" in stdout
 
 
+def test_a_run_without_the_compiled_kernels_says_so_above_its_numbers(quick_run):
+    """After a failed build fastgan falls back to its reference operators, and the "fused" rows time
+    those: the run's section says so in bold rather than in the machine note's backend field."""
+    from benchmarks.table import _render_result
+
+    out, json_path, result, stdout = quick_run
+    assert "Not fastgan's kernels" not in (out / "README.md").read_text() and "warning: fastgan" not in stdout
+    fallback = json.loads(json.dumps(result))
+    fallback["machine"]["fastgan"] = {"backend": "reference", "cuda": False, "path": None,
+                                      "reason": "aot: ImportError: no _C; jit: RuntimeError: ninja failed"}
+    text = "\n".join(_render_result(json_path, fallback))
+    assert ("**Not fastgan's kernels:** fastgan ran its reference operators, no compiled library "
+            "(aot: ImportError: no _C; jit: RuntimeError: ninja failed)") in text
+    cpu_only = json.loads(json.dumps(result))  # a CPU build on a GPU run: CUDA tensors take the reference
+    cpu_only["machine"].update(device="cuda", device_name="NVIDIA H100 80GB HBM3")
+    assert "library has no CUDA kernels" in "\n".join(_render_result(json_path, cpu_only))
+
+
 def _readme_with_block(path: Path, inside: str = "") -> Path:
     from benchmarks.table import PERF_BEGIN, PERF_END
 
