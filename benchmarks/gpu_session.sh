@@ -64,7 +64,7 @@ run_step() {
   timeout --kill-after=15 "$limit" "$@" 2>&1 | tee -a "$logfile"
   rc=${PIPESTATUS[0]}
   [[ $logfile != "$LOG" ]] && tail -n 40 "$logfile" >> "$LOG"
-  summary+=("$name: exit $rc$( ((rc == 124)) && echo ' (timed out)') in $(( SECONDS - began )) s")
+  summary+=("$name: exit $rc$( ((rc == 124 || rc == 137)) && echo ' (timed out)') in $(( SECONDS - began )) s")
 }
 
 {
@@ -118,8 +118,12 @@ for step in $STEPS; do
     bench)
       left=$(( SESSION_S - SECONDS - 15 ))
       # The budget stops new rows; the margin covers the row in flight, the plots and the tables.
-      run_step bench "$left" "$LOG" "$PY" -m benchmarks.run --suite "$BENCH_SUITES" --device cuda --out "$OUT/results" \
-        --time-budget $(( left - 45 ))
+      if (( left - 45 < 30 )); then  # a budget under 30 s (or negative) would still start each suite's first row
+        summary+=("bench: not run, session time spent (${left} s left: under the 45 s margin plus 30 s)")
+      else
+        run_step bench "$left" "$LOG" "$PY" -m benchmarks.run --suite "$BENCH_SUITES" --device cuda \
+          --out "$OUT/results" --time-budget $(( left - 45 ))
+      fi
       ;;
   esac
 done

@@ -145,8 +145,9 @@ def _progress(row: dict) -> str:
     if row["status"] != "ok":
         return f"{head} {row['note']}"
     peak = f"  peak {row['peak_mib']:8.1f} MiB" if row["peak_mib"] is not None else ""
-    return (f"{head} saved {row['saved_mib']:8.1f} MiB ({row['saved_vs_standard']:.2f}x standard){peak}  "
-            f"{row['median_ms']:8.2f} ms fwd+bwd")
+    ratio = row["saved_vs_standard"]  # None when the standard variant itself failed
+    versus = f" ({ratio:.2f}x standard)" if ratio is not None else ""
+    return f"{head} saved {row['saved_mib']:8.1f} MiB{versus}{peak}  {row['median_ms']:8.2f} ms fwd+bwd"
 
 
 def run(session: Session, device: str, quick: bool, deadline: float) -> None:

@@ -512,3 +512,20 @@ def test_gpu_session_warns_when_the_source_commit_is_not_stated(tmp_path, stated
 def test_gpu_session_takes_a_stated_source_commit_without_warning(tmp_path):
     log = _gpu_session_log(tmp_path, FASTGAN_SOURCE_COMMIT="0123456789abcdef0123456789abcdef01234567")
     assert "FASTGAN_SOURCE_COMMIT" not in log and "bench: not run, session time spent" in log
+
+
+def test_gpu_session_skips_a_bench_whose_budget_would_be_under_30_s(tmp_path):
+    """80 s of session leave the bench step about 65 s: its 45 s margin would leave a budget of 20 s, in
+    which each suite would still start its first row and overrun the step's timeout."""
+    log = _gpu_session_log(tmp_path, SESSION_S="80", FASTGAN_SOURCE_COMMIT="0123456")
+    assert "bench: not run, session time spent (" in log and "under the 45 s margin plus 30 s" in log
+    assert "== bench" not in log
+
+
+def test_memory_progress_line_without_a_standard_variant():
+    """The standard variant failed: the other variants' lines have no ratio to it, and no crash."""
+    from benchmarks.memory_suite import _progress
+    row = {"label": "pix2pix D", "variant": "in-place", "status": "ok", "peak_mib": None, "saved_mib": 12.5,
+           "saved_vs_standard": None, "median_ms": 3.25}
+    line = _progress(row)
+    assert "saved     12.5 MiB" in line and "standard" not in line and "3.25 ms fwd+bwd" in line
