@@ -284,12 +284,23 @@ def _suite_tables(result: dict, suite: str) -> list[str]:
     return {"train": _train_table, "data": _data_table, "memory": _memory_table}[suite](result)
 
 
+def _suite_rows(result: dict, suite: str) -> list[dict]:
+    if suite == "ops":
+        return result.get("rows") or []
+    section = result.get(suite) or {}
+    return (section.get("rows") or []) + (section.get("wait_rows") or [])
+
+
 def _ran(result: dict, suite: str) -> bool:
-    """Whether a run measured `suite` (files from before the suites existed ran them all)."""
+    """Whether a run measured `suite` (files from before the suites existed ran them all): it completed
+    it, or left rows of it. A suite that failed before its first row measured nothing, and must not
+    hide an earlier run's numbers on the front page."""
     suites = result.get("suites")
     if suites is None:
         return True
-    return suite in suites and suites[suite].get("status") != "not started"
+    if suite not in suites or suites[suite].get("status") == "not started":
+        return False
+    return suites[suite].get("status") == "complete" or bool(_suite_rows(result, suite))
 
 
 def _copy_line(result: dict) -> list[str]:

@@ -475,6 +475,28 @@ def test_front_page_keeps_each_suite_from_the_newest_gpu_run_that_measured_it(tm
     assert f"measured in the same run: {'–' if copy is None else format(copy, '.0f')} GB/s" in ops_part
 
 
+def test_a_suite_that_failed_before_its_first_row_keeps_the_earlier_runs_numbers(tmp_path):
+    """A later GPU run whose data suite errored at once (DALI did not import, say) measured no data:
+    the front page keeps the earlier run's data rows, and still shows the later run's training."""
+    from benchmarks.table import render_performance
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    full_path = next(p for p in sorted(results.glob("cuda-*.json"))
+                     if json.loads(p.read_text()).get("complete"))
+    full = json.loads(full_path.read_text())
+    (tmp_path / full_path.name).write_text(json.dumps(full))
+    later = {**full, "started": "2099-01-01 00:00 UTC", "rows": [], "memory": None,
+             "data": {**(full.get("data") or {}), "rows": [], "wait_rows": []},
+             "suites": {"train": {"status": "complete", "elapsed_s": 1.0, "share_s": 2.0},
+                        "data": {"status": "error: ImportError: no DALI", "elapsed_s": 0.1, "share_s": 2.0}},
+             "args": {**full["args"], "suites": ["train", "data"],
+                      "command": "python -m benchmarks.run --suite train,data"}}
+    (tmp_path / "cuda-later.json").write_text(json.dumps(later))
+    block = render_performance(tmp_path, tmp_path / "README.md")
+    assert "### The data suite, from an earlier GPU run" in block
+    assert "| DALI | DALI aligned-jpeg 256x256 batch 16" in block
+
+
 def test_a_stated_source_commit_replaces_the_devices_stale_git(monkeypatch):
     """The GPU machine runs a copy of the working tree beside an old copy of .git: the commit the
     caller states is recorded, not that copy's HEAD."""
