@@ -147,8 +147,8 @@ class LossConfig:
                                      "paper's VGG54, relu2_2 = VGG22)", VGG_LAYERS, families=SUPERRES_FAMILIES)
     tv_weight: float = _opt(0.0, "srresnet/srgan weight of a total-variation penalty on the output (0 = off)",
                             families=SUPERRES_FAMILIES)
-    target_real: float = _opt(1.0, "target for real images (< 1 = one-sided label smoothing): the discriminator's "
-                                   "for real samples, and the generator's for its fakes")
+    target_real: float = _opt(1.0, "the discriminator's target for real samples (< 1 = one-sided label smoothing, "
+                                   "Salimans et al. 2016); the generator's loss keeps the target 1")
 
 
 @dataclass

@@ -72,7 +72,7 @@ def check_d(real, fake, mode, target_real=1.0, target_fake=0.0, upstream=1.7):
 def check_g(fake, mode, target_real=1.0, upstream=0.6):
     dtype = fake.dtype
     f = fake.detach().clone().requires_grad_()
-    loss = PatchGANLoss(mode, target_real).generator(f)
+    loss = PatchGANLoss(mode, target_generator=target_real).generator(f)
     assert loss.dim() == 0 and loss.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
     (loss * upstream).backward()
     ff = fake.detach().to(oracle(dtype)).requires_grad_()
@@ -235,5 +235,16 @@ def test_grad_only_to_fake():
 def test_repr_and_attributes():
     """PatchGANLoss keeps its configuration (used in logs and configs)."""
     loss = PatchGANLoss("lsgan", 0.9, 0.1)
-    assert (loss.mode, loss.target_real, loss.target_fake) == ("lsgan", 0.9, 0.1)
-    assert "lsgan" in repr(loss) and "0.9" in repr(loss)
+    assert (loss.mode, loss.target_real, loss.target_fake, loss.target_generator) == ("lsgan", 0.9, 0.1, 1.0)
+    assert "lsgan" in repr(loss) and "0.9" in repr(loss) and "target_generator=1.0" in repr(loss)
+
+
+@pytest.mark.parametrize("mode, logit", [("vanilla", 2.944), ("lsgan", 0.95)])  # D rates the fake 0.95
+def test_smoothing_the_real_label_leaves_the_generators_target_at_1(mode, logit):
+    """One-sided label smoothing softens D's real target only: with target_real 0.9 the generator's
+    loss is still its loss against 1, which keeps pushing a fake D rates 0.95 towards real."""
+    fake = torch.tensor([[logit]], dtype=torch.float64, requires_grad=True)
+    loss = PatchGANLoss(mode, target_real=0.9).generator(fake)
+    torch.testing.assert_close(loss, eager_g_loss(fake.detach(), mode, 1.0))
+    loss.backward()
+    assert fake.grad.item() < 0, "a gradient step would make the fake look less real"
