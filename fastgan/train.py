@@ -685,10 +685,11 @@ def main(argv: list[str] | None = None) -> int:
         if t.progress:
             from tqdm import tqdm
             # Redirected to a file (a batch job's log), each refresh is another line: 10 a second would add
-            # about 100 MB a day, so the bar refreshes there at most every PROGRESS_FILE_INTERVAL_S.
+            # about 100 MB a day, so the bar refreshes there every PROGRESS_FILE_INTERVAL_S (its monitor
+            # thread forces a refresh after maxinterval, 10 s by default: that goes up with it).
             interval = 0.1 if sys.stdout.isatty() else PROGRESS_FILE_INTERVAL_S
             progress = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stdout,
-                            mininterval=interval)
+                            mininterval=interval, maxinterval=max(10.0, interval))
 
     def log(record: dict, scalars: bool = True) -> None:
         """A metrics.jsonl line and, with `scalars`, its numbers as TensorBoard scalars at its step."""
