@@ -263,12 +263,10 @@ def _plot_links(path: Path, prefix: str = "") -> list[str]:
 
 def _row_notes(result: dict) -> list[str]:
     """Every failure note once, every skip reason counted, across the suites."""
-    listed = [(f"{row['label']} {row['pass']} {row['impl']}", row) for row in result.get("rows", [])]
-    listed += [(f"{row['label']} {row['config']}", row) for row in (result.get("train") or {}).get("rows", [])]
-    data = result.get("data") or {}
-    listed += [(row["label"], row) for row in data.get("rows", []) + data.get("wait_rows", [])
-               if row["status"] != "not available"]
-    listed += [(f"memory {row['label']} {row['variant']}", row) for row in (result.get("memory") or {}).get("rows", [])]
+    listed = [(f"{row['label']} {row['pass']} {row['impl']}", row) for row in _suite_rows(result, "ops")]
+    listed += [(f"{row['label']} {row['config']}", row) for row in _suite_rows(result, "train")]
+    listed += [(row["label"], row) for row in _suite_rows(result, "data") if row["status"] != "not available"]
+    listed += [(f"memory {row['label']} {row['variant']}", row) for row in _suite_rows(result, "memory")]
     notes = [f"- {name}: {_escape(row['note'])}" for name, row in listed
              if row.get("note") and row["status"] not in _GROUPED]
     skipped: dict[str, int] = {}
