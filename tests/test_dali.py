@@ -249,9 +249,9 @@ def test_the_source_prepares_ahead_off_the_training_thread_and_stops(aligned):
     source = _BatchSource(ds)
     source.start([[i] for i in range(12)])
     deadline = time.monotonic() + 10
-    while source.ready.items.qsize() < _BatchSource.AHEAD and time.monotonic() < deadline:
+    while len(source.ready) < _BatchSource.AHEAD and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert source.ready.items.qsize() == _BatchSource.AHEAD
+    assert len(source.ready) == _BatchSource.AHEAD
     paths, xs, ys, mirrors = source()
     assert paths[0].tobytes() == os.fsencode(aligned / "00.png")
     source.stop()
@@ -259,26 +259,61 @@ def test_the_source_prepares_ahead_off_the_training_thread_and_stops(aligned):
 
 
 def test_a_producer_that_was_ahead_pauses_after_the_consumer_takes(monkeypatch):
-    """The consumer takes from a full queue: the producer's waiting item goes in, then it pauses
-    before its next GIL-holding work, so the consumer's step runs first. A put with room, or by
-    a producer that is behind, does not pause."""
+    """The consumer takes from a full queue: the producer's waiting item goes in, then the producer
+    waits until YIELD_S after the take before its next GIL-holding work, so the consumer's step
+    runs first. A put with room pauses not at all."""
     import threading
     import time
-    from types import SimpleNamespace
 
     import fastgan.data.dali as dali
-    pauses = []
-    monkeypatch.setattr(dali, "time", SimpleNamespace(sleep=pauses.append))
+    monkeypatch.setattr(dali._Handoff, "YIELD_S", 0.2)
     handoff = dali._Handoff(1)
-    assert handoff.put("first") and pauses == []
-    producer = threading.Thread(target=handoff.put, args=("second",))
+    began = time.monotonic()
+    assert handoff.put("first")
+    assert time.monotonic() - began < 0.1
+    returned = []
+    producer = threading.Thread(target=lambda: returned.append((handoff.put("second"), time.monotonic())))
     producer.start()
     time.sleep(0.05)  # the producer finds the queue full and waits
     assert handoff.get() == "first"
     producer.join(timeout=5)
-    assert pauses == [dali._Handoff.YIELD_S]
+    assert returned and returned[0][0]
+    assert returned[0][1] >= handoff.taken_at + 0.2
     assert handoff.get() == "second"
-    assert handoff.put("third") and pauses == [dali._Handoff.YIELD_S]
+
+
+def test_a_take_wakes_nobody(monkeypatch):
+    """Taking a ready item notifies no thread: the woken producer would take the GIL the training
+    loop needs right after next(). The producer finds the room by looking for it."""
+    import threading
+
+    import fastgan.data.dali as dali
+    handoff = dali._Handoff(2)
+    assert handoff.put("first") and handoff.put("second")
+    notified = []
+    monkeypatch.setattr(threading.Condition, "notify", lambda self, n=1: notified.append(n))
+    monkeypatch.setattr(threading.Condition, "notify_all", lambda self: notified.append("all"))
+    assert handoff.get() == "first" and handoff.get() == "second"
+    assert notified == []
+
+
+def test_stop_ends_a_waiting_producer_and_a_waiting_consumer():
+    import threading
+
+    import fastgan.data.dali as dali
+    full, empty = dali._Handoff(1), dali._Handoff(1)
+    assert full.put("item")
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(full.put("more"))),
+               threading.Thread(target=lambda: results.append(empty.get()))]
+    for thread in threads:
+        thread.start()
+    full.stop()
+    empty.stop()
+    for thread in threads:
+        thread.join(timeout=5)
+        assert not thread.is_alive()
+    assert sorted(results, key=repr) == sorted([False, dali._STOPPED], key=repr)
 
 
 def test_an_abandoned_epoch_stops_its_threads(aligned):
@@ -315,9 +350,9 @@ def test_batches_are_decoded_ahead_of_the_loop(aligned, device):
         batches = iter(loader)
         first = next(batches)
         deadline = time.monotonic() + 30
-        while runners[0].ready.items.qsize() < _PipelineRunner.AHEAD and time.monotonic() < deadline:
+        while len(runners[0].ready) < _PipelineRunner.AHEAD and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert runners[0].ready.items.qsize() == _PipelineRunner.AHEAD
+        assert len(runners[0].ready) == _PipelineRunner.AHEAD
         rest = list(batches)
     assert len(runners) == 1
     for got, want in zip([first, *rest], reference, strict=True):
