@@ -230,7 +230,10 @@ def _data_table(result: dict) -> list[str]:
 
 
 def _status(row: dict) -> str:
-    return row["status"] if row["status"] == "ok" else f"{row['status']}: {_escape(row.get('note') or '')}"
+    """A data row's status; a skip's reason is counted once in the notes below the tables."""
+    if row["status"] == "ok" or row["status"] in _GROUPED:
+        return _CELL.get(row["status"], row["status"])
+    return f"{row['status']}: {_escape(row.get('note') or '')}"
 
 
 def _memory_table(result: dict) -> list[str]:

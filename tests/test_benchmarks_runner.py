@@ -148,6 +148,10 @@ def test_markdown_table_and_plots_are_written(quick_run):
         assert heading in readme
     assert "| pix2pix 64x64 batch 1 width 32 | pix2pix 256x256 batch 1 |" in readme
     assert "peak bandwidth n/a (CPU)" in readme and "| n/a (CPU) | n/a (CPU) |" in readme
+    # A skipped data row says so once; the budget's note is counted below the tables.
+    data_table = readme.split("### Data loading")[1].split("###")[0]
+    assert "| skipped |" in data_table and "skipped: skipped" not in readme
+    assert "rows skipped: the suite's time budget" in readme
     for suite in ("ops", "train", "data"):
         png = out / f"{json_path.stem}-{suite}.png"
         assert result["plots"][suite] == png.name
