@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # DALI for the GPU machine, which has no DALI and no network. Its wheels (~265 MB) exceed the
 # device tool's 64 MiB per call, so they travel installed, stripped to one Python and
-# xz-compressed (~175 MB), in three 58 MiB pieces: one per call of the GPU session, beside
-# the working tree (benchmarks/README.md, "DALI on the GPU machine").
+# xz-compressed (~175 MB), in three pieces: one per call of the GPU session, beside the
+# working tree, so a piece is 64 MiB less the tree's size (benchmarks/README.md, "DALI on the
+# GPU machine").
 #
 #   here:    bash benchmarks/dali_wheels.sh prepare    # download, install into a staging folder,
 #                                                      # pack into .dali-pieces/ (a few minutes)
+#   here:    bash benchmarks/dali_wheels.sh resplit    # the packed pieces cut again to fit the tree
+#                                                      # as it is now (no download)
 #   here:    bash benchmarks/dali_wheels.sh carry N    # before device call N (0, 1, 2): piece N into .carry/
 #   device:  bash benchmarks/dali_wheels.sh stash      # keep the carried piece in .dali-stash/
 #   device:  bash benchmarks/dali_wheels.sh missing    # the stashed sums' pieces not stashed yet, one per line
@@ -18,7 +21,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHEELS_DIR=.dali-wheels PIECES=.dali-pieces STASH=.dali-stash CARRY=.carry
-SITE=${DALI_SITE:-/tmp/dali-site} PYV=${DALI_PYTHON:-3.12} PIECE_MIB=58 PY=${PYTHON:-python3}
+SITE=${DALI_SITE:-/tmp/dali-site} PYV=${DALI_PYTHON:-3.12} PY=${PYTHON:-python3}
+CALL_BYTES=$(( 64 * 1024 * 1024 )) MARGIN_BYTES=$(( 512 * 1024 ))
 PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64
            --platform manylinux2014_x86_64)
 # nvidia-dali-cuda130 2.4.0 and what it requires that the GPU machine lacks (numpy, packaging and six are there).
@@ -28,6 +32,31 @@ WHEELS=(nvidia-dali-cuda130==2.4.0 "nvidia-nvimgcodec-cu13[all]>=0.9,<0.10" nvid
 # missing_pieces: the pieces SHA256SUMS lists that the stash does not hold yet.
 missing_pieces() {
   awk '{print $2}' "$STASH/SHA256SUMS" | while read -r p; do [[ -f $STASH/$p ]] || echo "$p"; done
+}
+
+# tree_bytes: what the device tool sends besides the carried paths: tracked files and the
+# untracked ones git does not ignore.
+tree_bytes() {
+  { git ls-files -z; git ls-files -z -o --exclude-standard; } | xargs -0 stat -c %s 2>/dev/null \
+    | awk '{s += $1} END {print s + 0}'
+}
+
+# split_pieces FILE: FILE cut into pieces that each fit in one call beside the tree, with their sums.
+split_pieces() {
+  local piece=$(( CALL_BYTES - $(tree_bytes) - MARGIN_BYTES ))
+  rm -f "$PIECES"/piece-*
+  split -b "$piece" -d -a 1 "$1" "$PIECES/piece-"
+  count=$(ls "$PIECES"/piece-* | wc -l)
+  if (( count > 3 )); then
+    echo "dali_wheels: beside a $(( $(tree_bytes) / 1024 )) KiB tree the packed wheels make $count pieces;" \
+         "the GPU session carries one in each of its three calls (benchmarks/README.md), so drop a" \
+         "wheel, shrink the tree or revise that plan" >&2
+    exit 1
+  fi
+  (cd "$PIECES" && sha256sum piece-* > SHA256SUMS)
+  ls -l "$PIECES"
+  echo "dali_wheels: $count pieces for Python $(cat "$PIECES/PYTHON_VERSION") in $PIECES;" \
+       "before device call N, run: bash benchmarks/dali_wheels.sh carry N"
 }
 
 download() {
@@ -53,18 +82,18 @@ case "${1:-}" in
     find "$stage" -name '*.cpython-3*' ! -name "*.cpython-${PYV/./}-*" -delete
     rm -rf "$stage/bin"
     mkdir -p "$PIECES"
-    tar -cf - -C "$stage" . | xz -9 -T0 | split -b "${PIECE_MIB}M" -d -a 1 - "$PIECES/piece-"
-    count=$(ls "$PIECES"/piece-* | wc -l)
-    if (( count > 3 )); then
-      echo "dali_wheels: the packed wheels make $count pieces of ${PIECE_MIB} MiB; the GPU session carries one" \
-           "in each of its three calls (benchmarks/README.md), so drop a wheel or revise that plan" >&2
-      exit 1
-    fi
-    (cd "$PIECES" && sha256sum piece-* > SHA256SUMS)
     echo "$PYV" > "$PIECES/PYTHON_VERSION"
-    ls -l "$PIECES"
-    echo "dali_wheels: $(ls "$PIECES"/piece-* | wc -l) pieces for Python $PYV in $PIECES;" \
-         "before device call N, run: bash benchmarks/dali_wheels.sh carry N"
+    tar -cf - -C "$stage" . | xz -9 -T0 > "$stage.tar.xz"
+    split_pieces "$stage.tar.xz"
+    rm -f "$stage.tar.xz"
+    ;;
+  resplit)
+    [[ -f $PIECES/SHA256SUMS ]] || { echo "dali_wheels: no pieces in $PIECES; run prepare" >&2; exit 2; }
+    (cd "$PIECES" && sha256sum --quiet -c SHA256SUMS)
+    whole=$(mktemp)
+    trap 'rm -f "$whole"' EXIT
+    awk '{print $2}' "$PIECES/SHA256SUMS" | sed "s|^|$PIECES/|" | xargs cat > "$whole"
+    split_pieces "$whole"
     ;;
   carry)
     piece="$PIECES/piece-${2:?usage: dali_wheels.sh carry N}"
@@ -72,6 +101,12 @@ case "${1:-}" in
     rm -rf "$CARRY"
     mkdir -p "$CARRY"
     cp "$piece" "$PIECES/SHA256SUMS" "$PIECES/PYTHON_VERSION" "$CARRY/"
+    total=$(( $(tree_bytes) + $(du -sb "$CARRY" | cut -f1) ))
+    if (( total > CALL_BYTES )); then
+      echo "dali_wheels: the tree and $(basename "$piece") make $(( total / 1024 )) KiB, more than the" \
+           "device tool's 64 MiB per call; run: bash benchmarks/dali_wheels.sh resplit" >&2
+      exit 1
+    fi
     echo "dali_wheels: $CARRY holds $(basename "$piece") of $(wc -l < "$PIECES/SHA256SUMS")" \
          "for Python $(cat "$PIECES/PYTHON_VERSION"); carry [\"$CARRY\"]"
     ;;
@@ -110,7 +145,7 @@ case "${1:-}" in
     PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" "$PY" -c "import nvidia.dali as d; print('DALI', d.__version__, 'in $SITE')"
     ;;
   *)
-    echo "usage: bash benchmarks/dali_wheels.sh prepare | carry N | stash | missing | install" >&2
+    echo "usage: bash benchmarks/dali_wheels.sh prepare | resplit | carry N | stash | missing | install" >&2
     exit 2
     ;;
 esac
