@@ -135,9 +135,9 @@ def test_resized_centre_window_takes_the_torch_geometry(tmp_path):
     smooth = np.kron(rng.integers(0, 256, (4, 6, 3)), np.ones((5, 6, 1))).astype(np.uint8)[:20, :33]
     Image.fromarray(smooth).save(tmp_path / "0.png")
     ds = ImageFolderDataset(tmp_path, image_size=10)
-    assert centre_crop(ds, 0, tmp_path / "0.png") == (16, 10, 0.5, 0.0, 0)
+    assert centre_crop(ds, 0, tmp_path / "0.png", epoch=0) == (16, 10, 0.5, 0.0, 0)
     (tmp_path / "bad").write_bytes(b"not an image")
-    assert centre_crop(ds, 0, tmp_path / "bad") == (10, 10, 0.0, 0.0, 0)
+    assert centre_crop(ds, 0, tmp_path / "bad", epoch=0) == (10, 10, 0.0, 0.0, 0)
     sampler = ShardedSampler(1, 1, shuffle=False)
     dali = epoch(DALILoader(ds, sampler, 1, CPU), sampler, ds)[0]["image"][0]
     assert (dali - ds[0]["image"]).abs().mean() < 0.03  # bicubic filters differ slightly, windows do not
@@ -247,7 +247,7 @@ def test_the_source_prepares_ahead_off_the_training_thread_and_stops(aligned):
     from fastgan.data.dali import _BatchSource
     ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
     source = _BatchSource(ds)
-    source.start([[i] for i in range(12)])
+    source.start((0, [i]) for i in range(12))
     deadline = time.monotonic() + 10
     while len(source.ready) < _BatchSource.AHEAD and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -370,7 +370,7 @@ def test_an_unexpected_error_in_the_runner_is_raised_in_the_loop(aligned, monkey
     def broken(*args):
         raise KeyError("not a decode error")
 
-    monkeypatch.setattr(loader, "to_torch", broken)
+    monkeypatch.setattr("fastgan.data.dali.to_torch", broken)
     with pytest.raises(KeyError, match="not a decode error"):
         epoch(loader, sampler, ds)
     assert _threads_named("fastgan-dali-runner") == 0
@@ -432,7 +432,7 @@ def _running_pipelines() -> int:
 
 
 def test_one_pipeline_serves_every_epoch_read_to_its_end(aligned, monkeypatch):
-    """A finished epoch rewinds its pipeline for the next (no new build, the GPU decoder's set-up),
+    """A finished epoch's pipeline goes on into the next (no new build, the GPU decoder's set-up),
     with each epoch's own order and crops; close() shuts it down."""
     ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
     sampler = ShardedSampler(len(ds), 5, seed=0)  # 2 batches an epoch: fewer than DALI keeps in flight
@@ -451,6 +451,70 @@ def test_one_pipeline_serves_every_epoch_read_to_its_end(aligned, monkeypatch):
     assert len(builds) == 1
     assert _running_pipelines() == 1
     loader.close()
+    assert _running_pipelines() == 0
+
+
+def test_the_next_epoch_is_decoded_while_the_trainer_ends_this_one(aligned, monkeypatch):
+    """Once an epoch's last batch is taken, the parked pipeline already decodes the next epoch's
+    (its order and its crops), so the next epoch's first next() takes a ready batch."""
+    import time
+
+    ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=3)
+    sampler = ShardedSampler(len(ds), 3, seed=3)
+    loader = DALILoader(ds, sampler, 3, CPU)
+    epoch(loader, sampler, ds, 0)
+    runner = loader._parked.stream.runner
+    deadline = time.monotonic() + 30
+    while len(runner.ready) < runner.AHEAD and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(runner.ready) == runner.AHEAD  # before the trainer asked for epoch 1
+    builds = []
+    monkeypatch.setattr(DALILoader, "_build", lambda self, source: builds.append(1))
+    batches = epoch(loader, sampler, ds, 1)
+    assert builds == []
+    assert [b["name"] for b in batches] == [[ds.files[i].stem for i in list(sampler)[k:k + 3]] for k in (0, 3, 6, 9)]
+    for batch in batches:
+        ref = collate_skipping([ds[int(name)] for name in batch["name"]])
+        torch.testing.assert_close(batch["A"], ref["A"], atol=1e-6, rtol=0)
+    loader.close()
+
+
+@pytest.mark.parametrize("then", [(0, 0), (2, 0), (1, 2)], ids=["same epoch", "skipped epoch", "resumed mid-epoch"])
+def test_an_iteration_other_than_the_expected_one_gets_a_new_pipeline(aligned, monkeypatch, then):
+    """Anything but the next epoch from its start (the same epoch again, another epoch, a resume
+    mid-epoch): the parked pipeline, which decoded the next epoch, is shut down and a new one
+    reads exactly what was asked."""
+    ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
+    sampler = ShardedSampler(len(ds), 3, seed=0)
+    loader = DALILoader(ds, sampler, 3, CPU)
+    epoch(loader, sampler, ds, 0)
+    builds = []
+    original = DALILoader._build
+    monkeypatch.setattr(DALILoader, "_build", lambda self, source: builds.append(1) or original(self, source))
+    batches = epoch(loader, sampler, ds, *then)
+    assert builds == [1]
+    assert [b["name"] for b in batches] == [[ds.files[i].stem for i in list(sampler)[k:k + 3]]
+                                             for k in range(0, len(sampler), 3)]
+    for batch in batches:
+        ref = collate_skipping([ds[int(name)] for name in batch["name"]])
+        torch.testing.assert_close(batch["A"], ref["A"], atol=1e-6, rtol=0)
+    loader.close()
+    assert _running_pipelines() == 0
+
+
+def test_a_loader_dropped_without_close_stops_reading_ahead(aligned):
+    """The parked pipeline's threads go on decoding the next epoch; when the loader itself is
+    dropped, they stop and the pipeline is shut down."""
+    import gc
+
+    ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
+    sampler = ShardedSampler(len(ds), 4, seed=0)
+    loader = DALILoader(ds, sampler, 4, CPU)
+    epoch(loader, sampler, ds)
+    assert _threads_named("fastgan-dali-runner") == 1
+    del loader
+    gc.collect()
+    assert _threads_named("fastgan-dali-runner") == 0 and _threads_named("fastgan-dali-source") == 0
     assert _running_pipelines() == 0
 
 

@@ -17,16 +17,20 @@ and counts the unreadable files, so a corrupt or vanished image never ends a run
 from __future__ import annotations
 
 import collections
+import copy
 import math
 import os
 import threading
 import time
 import warnings
+import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .base import sample_rng
 from .collate import collate_skipping
 from .datasets import AlignedDataset, ClassFolderDataset, ImageFolderDataset, PairedFolderDataset
 from .files import image_size
@@ -65,9 +69,9 @@ def _relative(offset: int, span: int) -> float:
     return offset / span if span else 0.0
 
 
-def paired_crop(dataset, index: int) -> tuple[float, float, int]:
-    """(relative x, relative y, mirror) drawn exactly as the torch transform draws them."""
-    rng = dataset.rng(index)
+def paired_crop(dataset, index: int, epoch: int) -> tuple[float, float, int]:
+    """(relative x, relative y, mirror) drawn exactly as the torch transform draws them in `epoch`."""
+    rng = sample_rng(dataset.seed, epoch, index)
     t = dataset.transform
     if not t.train:
         return 0.0, 0.0, 0
@@ -77,12 +81,12 @@ def paired_crop(dataset, index: int) -> tuple[float, float, int]:
     return _relative(left, span), _relative(top, span), int(mirror)
 
 
-def centre_crop(dataset, index: int, path: Path) -> tuple[int, int, float, float, int]:
+def centre_crop(dataset, index: int, path: Path, epoch: int) -> tuple[int, int, float, float, int]:
     """(resized width, resized height, relative x, relative y, mirror) of the torch transform's
-    resize and centre window for this file, its size read from the header. An unreadable header
-    gives a placeholder: DALI then fails on the file, and the batch goes the torch path's way."""
+    resize and centre window for this file in `epoch`, its size read from the header. An unreadable
+    header gives a placeholder: DALI then fails on the file, and the batch goes the torch path's way."""
     size = dataset.transform.image_size
-    mirror = bool(dataset.rng(index).random() < 0.5) and dataset.transform.flip
+    mirror = bool(sample_rng(dataset.seed, epoch, index).random() < 0.5) and dataset.transform.flip
     header = image_size(path)
     if header is None:
         return size, size, 0.0, 0.0, int(mirror)
@@ -181,9 +185,9 @@ class _BatchSource:
     DALI calls it inside pipe.run(), so a thread of its own draws the crops (and reads the image
     folders' headers) AHEAD batches early: the call then only takes a ready batch. The files are
     DALI's to read, so one that vanished since start-up fails in its own batch, not in the call
-    for a batch PREFETCH ahead. A pipeline keeps its source for every epoch: start() hands it an
-    epoch's batches (a new thread), and after the last one the call raises StopIteration, DALI's
-    end of an epoch. stop() ends the thread."""
+    for a batch PREFETCH ahead. start() hands it the (epoch, indices) of each batch to feed, an
+    endless stream: the iterations expected to follow the current one come right after it, so
+    DALI never sees an epoch end. stop() ends the thread."""
 
     AHEAD = 4
 
@@ -193,31 +197,31 @@ class _BatchSource:
         self.ready.stop()  # nothing to read before start()
         self.thread: threading.Thread | None = None
 
-    def start(self, batches: list[list[int]]) -> None:
+    def start(self, feed) -> None:
         self.stop()
-        self.ready = _Handoff(self.AHEAD)  # a thread of an earlier epoch keeps writing to its own
-        self.thread = threading.Thread(target=self._produce, args=(batches, self.ready),
+        self.ready = _Handoff(self.AHEAD)
+        self.thread = threading.Thread(target=self._produce, args=(feed, self.ready),
                                        name="fastgan-dali-source", daemon=True)
         self.thread.start()
 
-    def _produce(self, batches: list[list[int]], ready: _Handoff) -> None:
+    def _produce(self, feed, ready: _Handoff) -> None:
         try:
-            for indices in batches:
-                if not ready.put(self._load(indices)):
+            for epoch, indices in feed:
+                if not ready.put(self._load(epoch, indices)):
                     return
         except Exception as error:  # raised in DALI's call, where the loop decides what it means
             ready.put(error)
             return
         ready.put(None)
 
-    def _load(self, indices: list[int]) -> tuple:
+    def _load(self, epoch: int, indices: list[int]) -> tuple:
         d = self.dataset
         files = [_sample_files(d, i) for i in indices]
         paths = [[_encoded_path(path) for path in column] for column in zip(*files)]
         if _paired(d):
-            crops = [paired_crop(d, i) for i in indices]
+            crops = [paired_crop(d, i, epoch) for i in indices]
             return (*paths, *_columns(crops, (np.float32, np.float32, np.int32)))
-        crops = [centre_crop(d, i, sample[0]) for i, sample in zip(indices, files)]
+        crops = [centre_crop(d, i, sample[0], epoch) for i, sample in zip(indices, files)]
         columns = _columns(crops, (np.float32, np.float32, np.float32, np.float32, np.int32))
         if isinstance(d, ClassFolderDataset):
             return *paths, *columns, np.array([d.samples[i][1] for i in indices], np.int64)
@@ -236,6 +240,22 @@ class _BatchSource:
         _join(self.thread)
 
 
+def to_torch(tensor_list, device: torch.device, channels_last: bool,
+             stream: torch.cuda.Stream | None = None) -> torch.Tensor:
+    """One pipeline output as a tensor of its own (copied on `stream` on a GPU), in the torch path's layout."""
+    from nvidia.dali.tensors import TensorListGPU
+    if isinstance(tensor_list, TensorListGPU):  # images; labels stay on the CPU like the torch path's
+        from nvidia.dali.plugin.pytorch import feed_ndarray
+        dense = tensor_list.as_tensor()
+        out = torch.empty(dense.shape(), dtype=torch.float32, device=device)
+        feed_ndarray(dense, out, cuda_stream=stream)
+    else:
+        out = torch.from_numpy(np.array(tensor_list.as_tensor()))
+    if out.dim() == 4 and channels_last:
+        out = out.permute(0, 3, 1, 2)  # NHWC storage seen as NCHW: channels_last strides, no copy
+    return out
+
+
 class _PipelineRunner:
     """Runs the pipeline in a thread of its own and hands the training loop finished torch batches,
     AHEAD of need: the loop's next() only takes one, instead of blocking in pipe.run() (feeding the
@@ -249,8 +269,10 @@ class _PipelineRunner:
 
     AHEAD = 2
 
-    def __init__(self, loader: "DALILoader", pipe, source: _BatchSource, stream: torch.cuda.Stream | None):
-        self.loader, self.pipe, self.source, self.stream = loader, pipe, source, stream
+    def __init__(self, pipe, source: _BatchSource, device: torch.device, channels_last: bool,
+                 stream: torch.cuda.Stream | None):
+        self.pipe, self.source, self.stream = pipe, source, stream
+        self.device, self.channels_last = device, channels_last
         self.ready = _Handoff(self.AHEAD)
         self.thread = threading.Thread(target=self._produce, name="fastgan-dali-runner", daemon=True)
         self.thread.start()
@@ -272,9 +294,9 @@ class _PipelineRunner:
 
     def _copy_out(self, outputs) -> list[torch.Tensor]:
         if self.stream is None:
-            return [self.loader.to_torch(o) for o in outputs]
+            return [to_torch(o, self.device, self.channels_last) for o in outputs]
         with torch.cuda.stream(self.stream):
-            tensors = [self.loader.to_torch(o, self.stream) for o in outputs]
+            tensors = [to_torch(o, self.device, self.channels_last, self.stream) for o in outputs]
         self.stream.synchronize()
         return tensors
 
@@ -285,7 +307,7 @@ class _PipelineRunner:
             raise item
         if item is None or self.stream is None:
             return item
-        consumer = torch.cuda.current_stream(self.loader.device)
+        consumer = torch.cuda.current_stream(self.device)
         for tensor in item:
             if tensor.is_cuda:
                 tensor.record_stream(consumer)
@@ -298,14 +320,83 @@ class _PipelineRunner:
         _join(self.thread)
 
 
+def _chunks(indices: list[int], size: int) -> list[list[int]]:
+    return [indices[i:i + size] for i in range(0, len(indices), size)]
+
+
+@dataclass
+class _Plan:
+    """One iteration: its batches and the dataset epoch whose crops they take. `sampler` is a copy
+    of the sampler as that iteration read it, from which the plan expected next is derived."""
+
+    sampler: object
+    epoch: int
+    batches: list[list[int]]
+
+    def following(self, batch_size: int) -> "_Plan":
+        """The trainer's next epoch (sampler.set_epoch(epoch + 1), dataset.set_epoch(epoch + 1)) for a
+        sampler with epochs; the same order again for one without (a list)."""
+        if not (hasattr(self.sampler, "set_epoch") and hasattr(self.sampler, "epoch")):
+            return self
+        sampler = copy.copy(self.sampler)
+        sampler.set_epoch(sampler.epoch + 1)
+        return _Plan(sampler, self.epoch + 1, _chunks(list(sampler), batch_size))
+
+    def same_as(self, other: "_Plan") -> bool:
+        return self.epoch == other.epoch and self.batches == other.batches
+
+
+def _feed(plan: _Plan, position: int, batch_size: int):
+    """(epoch, indices) of each batch of `plan` from `position`, then of each plan expected to follow."""
+    while plan.batches:
+        for indices in plan.batches[position:]:
+            yield plan.epoch, indices
+        plan, position = plan.following(batch_size), 0
+
+
+class _Parked:
+    """The loader's parked stream, kept apart from the loader so that a loader dropped without
+    close() can be finalised: the parked stream's threads, still reading ahead, would run on."""
+
+    def __init__(self):
+        self.stream: _Stream | None = None
+
+    def take(self) -> "_Stream | None":
+        stream, self.stream = self.stream, None
+        return stream
+
+    def close(self) -> None:
+        stream = self.take()
+        if stream is not None:
+            stream.close()
+
+
+@dataclass
+class _Stream:
+    """An open pipeline, its source and its runner; `expected` is the plan it feeds next once parked."""
+
+    pipe: object
+    source: _BatchSource
+    runner: _PipelineRunner
+    expected: _Plan | None = None
+
+    def close(self) -> None:
+        self.runner.close()
+        _shut_down(self.pipe)
+
+
 class DALILoader:
     """Iterates one epoch of `sampler` (call sampler.set_epoch and dataset.set_epoch first).
 
-    One pipeline serves epoch after epoch: an epoch read to its end parks it, and the next
-    rewinds it (pipe.reset()) instead of building one (the GPU decoder's set-up). An epoch cut
-    short or failed shuts its pipeline down. Each iteration owns its pipeline, so two at once
-    (a batch peeked with next(iter(loader)) while another runs) never share one; close() shuts
-    the parked one down (the trainer calls it when the run ends).
+    One pipeline serves epoch after epoch, fed without a break: after an iteration's batches the
+    source goes on with the iteration expected next (the trainer's next epoch), so those batches
+    are decoded while the trainer ends the epoch (validation, the checkpoint), and DALI neither
+    rewinds nor refills at an epoch's start. An epoch read to its end parks the pipeline; the next
+    iteration takes it when it asks for exactly the expected batches and epoch, else the parked
+    pipeline is shut down and a new one built (the GPU decoder's set-up). An epoch cut short or
+    failed shuts its pipeline down. Each iteration owns its pipeline, so two at once (a batch
+    peeked with next(iter(loader)) while another runs) never share one; close() shuts the parked
+    one down (the trainer calls it when the run ends).
 
     PREFETCH is DALI's own queue depth: iterations in flight inside the pipeline, which a batch of
     small images needs to keep the decoder and the GPU operators busy at once."""
@@ -321,15 +412,16 @@ class DALILoader:
         self.device, self.channels_last, self.num_threads = device, channels_last, num_threads
         self.skipped = 0
         self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-        self._parked: tuple[object, _BatchSource] | None = None
+        self._parked = _Parked()
+        weakref.finalize(self, self._parked.close)
         self._generation = 0  # close() starts a new one: an iteration of an older one parks nothing
 
     def __len__(self) -> int:
         return len(self.sampler) // self.batch_size
 
-    def _batches(self) -> list[list[int]]:
-        indices = list(self.sampler)
-        return [indices[i:i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
+    def _plan(self) -> _Plan:
+        return _Plan(copy.copy(self.sampler), getattr(self.dataset, "epoch", 0),
+                     _chunks(list(self.sampler), self.batch_size))
 
     def _build(self, source: _BatchSource):
         from nvidia.dali import fn, pipeline_def, types
@@ -390,20 +482,6 @@ class DALILoader:
         pipe.build()
         return pipe
 
-    def to_torch(self, tensor_list, stream: torch.cuda.Stream | None = None) -> torch.Tensor:
-        """One pipeline output as a tensor of its own (copied on `stream` on a GPU), in the torch path's layout."""
-        from nvidia.dali.tensors import TensorListGPU
-        if isinstance(tensor_list, TensorListGPU):  # images; labels stay on the CPU like the torch path's
-            from nvidia.dali.plugin.pytorch import feed_ndarray
-            dense = tensor_list.as_tensor()
-            out = torch.empty(dense.shape(), dtype=torch.float32, device=self.device)
-            feed_ndarray(dense, out, cuda_stream=stream)
-        else:
-            out = torch.from_numpy(np.array(tensor_list.as_tensor()))
-        if out.dim() == 4 and self.channels_last:
-            out = out.permute(0, 3, 1, 2)  # NHWC storage seen as NCHW: channels_last strides, no copy
-        return out
-
     def _batch_dict(self, tensors: list[torch.Tensor], indices: list[int]) -> dict:
         d = self.dataset
         if _paired(d):
@@ -419,56 +497,52 @@ class DALILoader:
                       f"decoding it with PIL instead, which skips unreadable files", stacklevel=3)
         return collate_skipping([self.dataset[i] for i in indices])
 
-    def _open(self, batches: list[list[int]]) -> tuple[object, _BatchSource]:
-        """A pipeline and its source, given `batches`: the parked one, rewound, else a new one."""
-        if self._parked is not None:
-            (pipe, source), self._parked = self._parked, None
-            source.start(batches)
-            pipe.reset()
-            return pipe, source
+    def _open(self, plan: _Plan, position: int) -> _Stream:
+        """A pipeline delivering `plan` from `position`: the parked one when this is the iteration it
+        expected, else a new one."""
+        parked = self._parked.take()
+        if parked is not None:
+            if position == 0 and parked.expected.same_as(plan):
+                return parked
+            parked.close()
         source = _BatchSource(self.dataset)
-        source.start(batches)
+        source.start(_feed(plan, position, self.batch_size))
         try:
-            return self._build(source), source
+            pipe = self._build(source)
         except BaseException:
             source.stop()
             raise
+        return _Stream(pipe, source, _PipelineRunner(pipe, source, self.device, self.channels_last, self._stream))
 
     def close(self) -> None:
         """Shuts the parked pipeline down, and an iteration still open will shut its own down when it
         ends, not park it; a later epoch builds a new one."""
         self._generation += 1
-        if self._parked is not None:
-            (pipe, source), self._parked = self._parked, None
-            source.stop()
-            _shut_down(pipe)
+        self._parked.close()
 
     def __iter__(self):
-        batches = self._batches()
+        plan = self._plan()
         position = 0
-        while position < len(batches):
+        while position < len(plan.batches):
             generation = self._generation
-            pipe, source = self._open(batches[position:])
-            runner = _PipelineRunner(self, pipe, source, self._stream)
+            stream = self._open(plan, position)
             finished = False
             try:
-                while True:
-                    tensors = runner.take()
-                    if tensors is None:  # DALI's end of the epoch: the pipeline may be rewound
-                        finished = position == len(batches)
-                        return
-                    yield self._batch_dict(tensors, batches[position])
+                while position < len(plan.batches):
+                    tensors = stream.runner.take()
+                    yield self._batch_dict(tensors, plan.batches[position])
                     position += 1
+                finished = True
             except (RuntimeError, ValueError, OSError) as error:  # undecodable or unreadable: this batch via PIL
-                yield self._torch_fallback(batches[position], error)
+                yield self._torch_fallback(plan.batches[position], error)
                 position += 1
             finally:
-                runner.close()
-                if finished and self._parked is None and generation == self._generation:
-                    self._parked = (pipe, source)
+                if finished and self._parked.stream is None and generation == self._generation:
+                    stream.expected = plan.following(self.batch_size)
+                    self._parked.stream = stream
                 else:
-                    _shut_down(pipe)
-                del pipe, runner
+                    stream.close()
+                del stream
 
 
 def _shut_down(pipe) -> None:
