@@ -12,7 +12,9 @@ The data-wait rows train pix2pix (batch 16, the fastgan configuration of the tra
 suite) from the trainer's own loader (fastgan.train.make_loader) and time, per step, how
 long the loop blocks on the next batch and its copy to the device against the whole step,
 its stream synchronised at its end so that no wait hides behind queued device work (an upper
-bound: the trainer itself does not synchronise every step). The loader's own share of the wait
+bound: the trainer itself does not synchronise every step). On a GPU the timed steps are one
+epoch's worth (2,000 files / 16), so they hold one epoch's start in its true proportion; the
+wait at that start is also kept apart. The loader's own share of the wait
 (next() alone) and the copy's host time (to_device, before the synchronisation) are kept apart,
 to tell a slow loader from a slow copy and both from the device work the synchronisation waits
 for (on DALI, whose batches are already on the GPU, a slow copy is the loop waiting for the
@@ -125,9 +127,10 @@ def plan(device: str, quick: bool) -> list[LoaderCase | WaitCase]:
 
 
 def schedule(device: str, quick: bool) -> dict:
-    """Files per size; timed loader batches (one pass over the files in a full run); timed training steps."""
+    """Files per size; timed loader batches (one pass over the files in a full run); timed training
+    steps (on a GPU's full run one epoch's worth, so that one epoch start falls among them)."""
     return {"files": 64 if quick else 2000, "timed_batches": 8 if quick else 2000 // BATCH,
-            "timed_steps": 6 if quick else (40 if device == "cuda" else 10)}
+            "timed_steps": 6 if quick else (2000 // BATCH if device == "cuda" else 10)}
 
 
 def _write_pair(folder: Path, photos: list[Image.Image], size: int, seed: int, index: int) -> None:
@@ -205,12 +208,13 @@ def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
     """Data wait of pix2pix training fed by the trainer's own loader, measured two ways.
 
     Synchronised: per step, the time blocked on the next batch and its copy, the loop's stream
-    synchronised around it (an upper bound). Asynchronous, as the trainer runs: ASYNC_ROUNDS rounds
-    of `timed_steps` steps fed by the loader against as many steps on one batch kept on the device,
-    interleaved, each timed end to end; the loader's cost is the extra time per step, which counts
-    whatever the loader takes from the step (host time, the GIL, GPU time of its own) and nothing
-    the step hides. The first 2 x workers + 1 steps (worker start-up, cuDNN autotuning, prefetched
-    batches) are not timed."""
+    synchronised around it (an upper bound); the wait at the first step of an epoch is also kept
+    apart (None when no epoch starts among the timed steps). Asynchronous, as the trainer runs:
+    ASYNC_ROUNDS rounds of `timed_steps` steps fed by the loader against as many steps on one batch
+    kept on the device, interleaved (which goes first alternates), each timed end to end; the
+    loader's cost is the extra time per step, which counts whatever the loader takes from the step
+    (host time, the GIL, GPU time of its own) and nothing the step hides. The first 2 x workers + 1
+    steps (worker start-up, cuDNN autotuning, prefetched batches) are not timed."""
     config = fastgan_config(device)
     trainer_step = build_trainer_step(case.train, config, device)
     sampler = ShardedSampler(len(dataset), case.train.batch, seed=0)
@@ -233,7 +237,8 @@ def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
         return to_device(next(stream), torch.device(device), config.channels_last)
 
     warmup = 2 * case.workers + 1
-    waits, in_loader, in_copy, steps = [], [], [], []
+    per_epoch = len(loader)
+    waits, in_loader, in_copy, steps, epoch_starts = [], [], [], [], []
     stream = batches()
     try:
         for index in range(warmup + timed_steps):
@@ -251,11 +256,15 @@ def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
                 in_loader.append(loaded - begin)
                 in_copy.append(copied - loaded)
                 steps.append(time.perf_counter() - begin)
+                if index % per_epoch == 0:
+                    epoch_starts.append(fed - begin)
         resident = fetch()
-        fed_s, resident_s = 0.0, 0.0
-        for _ in range(ASYNC_ROUNDS):
-            fed_s += _timed_steps(lambda: trainer_step(fetch()), timed_steps, device)
-            resident_s += _timed_steps(lambda: trainer_step(resident), timed_steps, device)
+        runs = {"fed": lambda: trainer_step(fetch()), "resident": lambda: trainer_step(resident)}
+        seconds = dict.fromkeys(runs, 0.0)
+        for round_index in range(ASYNC_ROUNDS):
+            for kind in ("fed", "resident") if round_index % 2 == 0 else ("resident", "fed"):
+                seconds[kind] += _timed_steps(runs[kind], timed_steps, device)
+        fed_s, resident_s = seconds["fed"], seconds["resident"]
     finally:
         stream.close()
         if isinstance(loader, DALILoader):
@@ -264,6 +273,7 @@ def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
     return {"wait_pct": 100 * sum(waits) / sum(steps), "median_wait_ms": statistics.median(waits) * 1e3,
             "median_loader_ms": statistics.median(in_loader) * 1e3, "median_copy_ms": statistics.median(in_copy) * 1e3,
             "median_step_ms": statistics.median(steps) * 1e3, "img_per_s": case.train.batch * len(steps) / sum(steps),
+            "epoch_start_wait_ms": epoch_starts[0] * 1e3 if epoch_starts else None, "steps_per_epoch": per_epoch,
             "steps_timed": len(steps), "steps_not_timed": warmup, "why": why,
             "async_cost_pct": 100 * max(0.0, fed_s - resident_s) / fed_s,
             "async_step_ms": fed_s / async_steps * 1e3, "async_resident_step_ms": resident_s / async_steps * 1e3,
@@ -289,6 +299,7 @@ def _loader_row(case: LoaderCase, files: int, pin_memory: bool, status: str = "o
 def _wait_row(case: WaitCase, files: int, status: str = "ok", note: str | None = None) -> dict:
     return {**case.as_dict(), "files": files, "status": status, "note": note, "wait_pct": None,
             "median_wait_ms": None, "median_loader_ms": None, "median_copy_ms": None, "median_step_ms": None,
+            "epoch_start_wait_ms": None,
             "img_per_s": None, "async_cost_pct": None, "async_step_ms": None, "async_resident_step_ms": None}
 
 

@@ -406,6 +406,8 @@ def test_data_wait_and_loader_rows_with_both_loaders(tmp_path):
         dataset = AlignedDataset(folder, load_size=36, crop_size=32, flip=True, train=True)
         wait = data_suite.data_wait(dataset, data_suite.WaitCase(train, 1, loader), 3, "cpu")
         assert wait["steps_timed"] == 3 and wait["steps_not_timed"] == 3  # 2 x workers + 1
+        # 8 files in batches of 2: steps 3-5 are timed, and step 4 starts the second epoch.
+        assert wait["steps_per_epoch"] == 4 and wait["epoch_start_wait_ms"] > 0
         assert 0 < wait["wait_pct"] < 100 and wait["median_wait_ms"] < wait["median_step_ms"]
         assert 0 < wait["median_loader_ms"] <= wait["median_wait_ms"]  # next() is part of each step's wait
         assert wait["img_per_s"] > 0
