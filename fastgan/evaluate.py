@@ -428,6 +428,14 @@ def check_options(args, family: str) -> None:
         raise SystemExit(f"--fashion-mnist-root goes with --data fashion_mnist; leave it out for --data {args.data}")
 
 
+def json_number(value):
+    """A score as strict JSON holds it: JSON has no infinity (PSNR of identical images) or NaN, so
+    those are written as the strings "inf", "-inf" and "nan", which float() reads back."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
 def prepare_json(path: str) -> None:
     """Creates the folder of --json up front, so a bad path fails before the evaluation runs, not after."""
     if Path(path).is_dir():
@@ -501,7 +509,8 @@ def main(argv=None) -> int:
     if args.json:
         checkpoint = paths if len(paths) > 1 else paths[0]
         try:
-            Path(args.json).write_text(json.dumps({"checkpoint": checkpoint, "data": args.data, **scores}, indent=2))
+            record = {"checkpoint": checkpoint, "data": args.data, **{k: json_number(v) for k, v in scores.items()}}
+            Path(args.json).write_text(json.dumps(record, indent=2, allow_nan=False))
         except OSError as e:
             raise SystemExit(f"--json {args.json}: {e.strerror}") from None
     return 0

@@ -250,6 +250,19 @@ def test_evaluate_pix2pix_on_the_embedded_test_split(runs, tmp_path):
     assert 0 < scores["l1"] < 1 and scores["sharpness_target"] > 0
 
 
+def test_evaluate_json_is_strict_json_when_a_score_is_infinite(runs, tmp_path, monkeypatch):
+    """Identical images give PSNR +inf, which JSON cannot hold: it is written as "inf"."""
+    out = tmp_path / "scores.json"
+    monkeypatch.setattr(evaluate, "pix2pix_scores", lambda *a: {"images": 1, "psnr": float("inf"), "l1": 0.0})
+    assert evaluate.main(["--checkpoint", ckpt(runs, "pix2pix"), "--data", "default", "--json", str(out)]) == 0
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    scores = json.loads(out.read_text(), parse_constant=refuse)
+    assert scores["psnr"] == "inf" and float(scores["psnr"]) == float("inf") and scores["l1"] == 0.0
+
+
 def test_evaluate_scores_in_the_direction_the_model_was_trained(runs, tmp_path):
     """A BtoA model (pix2pix facades) on an A|B folder is scored BtoA unless --direction says otherwise."""
     state = checkpoint.load(ckpt(runs, "pix2pix"))
