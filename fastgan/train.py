@@ -331,6 +331,27 @@ def logged_by_step(line: str, step: int) -> bool:
     return isinstance(record, dict) and record.get("step", 0) <= step
 
 
+def set_aside_history_after(out: Path, aside: Path, step: int) -> None:
+    """Moves what the abandoned timeline logged after `step` beside its checkpoints in `aside`: its
+    metrics.jsonl and config_changes.jsonl lines and its sample grids. Left in place, the lines
+    would be dropped when metrics.jsonl is trimmed to the resumed step (metrics) or read as this
+    run's (config changes), and its grids would mix with this run's."""
+    for name in ("metrics.jsonl", "config_changes.jsonl"):
+        log = out / name
+        if not log.is_file():
+            continue
+        lines = log.read_text().splitlines()
+        later = [line for line in lines if line.strip() and not logged_by_step(line, step)]
+        if later:
+            (aside / name).write_text("".join(line + "\n" for line in later))
+            kept = "".join(line + "\n" for line in lines if logged_by_step(line, step))
+            ckpt_io.write_bytes_atomic(kept.encode(), log)
+    for grid in sorted((out / "samples").glob("step_*.png")):
+        if grid.stem[len("step_"):].isdigit() and int(grid.stem[len("step_"):]) > step:
+            (aside / "samples").mkdir(exist_ok=True)
+            grid.rename(aside / "samples" / grid.name)
+
+
 def newest_good_checkpoint(folder: Path, resumed_from: Path | None) -> Path | None:
     """The newest step checkpoint in `folder` that loads and holds finite weights, else the one this run
     resumed from (it may lie elsewhere)."""
@@ -627,8 +648,9 @@ def main(argv: list[str] | None = None) -> int:
     if t.resume and is_main:
         aside = ckpt_io.set_aside_after(out, step)
         if aside is not None:
+            set_aside_history_after(out, aside[0], step)
             print(f"fastgan: {out} held {aside[1]} checkpoint(s) after step {step}, from a run this one does not "
-                  f"continue; moved them to {aside[0]}", flush=True)
+                  f"continue; moved them, and what that run logged after step {step}, to {aside[0]}", flush=True)
 
     def resume_options(what: str) -> str:
         """The options that continue this run: a fresh run redirected to out-2 must name its folder."""

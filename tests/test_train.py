@@ -675,16 +675,24 @@ def test_a_stop_mid_epoch_reports_the_samples_skipped_before_it(tmp_path, monkey
 
 def test_resuming_an_earlier_checkpoint_sets_the_later_ones_aside(tmp_path, capsys):
     """Checkpoints of the abandoned continuation are moved, not deleted, and can no longer make pruning
-    drop the new ones or --train.resume auto pick them."""
+    drop the new ones or --train.resume auto pick them; what it logged after the resumed step (its
+    metrics lines, its sample grids) goes with them rather than being dropped or mixed in."""
     assert train(tmp_path, "--train.max_steps", "4", "--train.ckpt_every", "1", "--train.keep_last", "4") == 0
+    abandoned_steps = sorted({r["step"] for r in metric_records(tmp_path) if r["step"] > 2})
+    assert abandoned_steps and (tmp_path / "samples" / "step_00000004.png").is_file()
     earlier = tmp_path / "earlier.pt"
     (tmp_path / "ckpt_00000002.pt").rename(earlier)
     capsys.readouterr()
     assert train(tmp_path, "--train.max_steps", "3", "--train.keep_last", "1", "--train.resume", str(earlier)) == 0
     aside = tmp_path / "abandoned-after-00000002"
-    assert (f"{tmp_path} held 3 checkpoint(s) after step 2, from a run this one does not continue; moved them "
-            f"to {aside}") in capsys.readouterr().out
-    assert sorted(p.name for p in aside.iterdir()) == ["best.pt", "ckpt_00000003.pt", "ckpt_00000004.pt"]
+    assert (f"{tmp_path} held 3 checkpoint(s) after step 2, from a run this one does not continue; moved them, "
+            f"and what that run logged after step 2, to {aside}") in capsys.readouterr().out
+    assert sorted(p.name for p in aside.iterdir()) == ["best.pt", "ckpt_00000003.pt", "ckpt_00000004.pt",
+                                                      "metrics.jsonl", "samples"]
+    assert sorted({r["step"] for r in metric_records(aside)}) == abandoned_steps
+    assert [p.name for p in (aside / "samples").iterdir()] == ["step_00000004.png"]
+    assert not (tmp_path / "samples" / "step_00000004.png").exists()
+    assert max(r["step"] for r in metric_records(tmp_path)) == 3  # the new timeline's lines only past step 2
     assert checkpoint.load(aside / "best.pt")["step"] == 4  # the abandoned timeline's best model went with it
     assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["ckpt_00000003.pt"]
     assert checkpoint.load((tmp_path / "best.pt"))["step"] == 3
@@ -881,3 +889,19 @@ def test_loss_watch_reads_its_flags_only_every_n_losses():
         watch.check()
     assert caught.value.step == 7
     watch.check()  # nothing pending: nothing to report
+
+
+def test_an_abandoned_timelines_config_changes_go_aside_with_it(tmp_path):
+    """A change recorded at a resume after the step resumed from belongs to the abandoned timeline."""
+    assert train(tmp_path, "--train.max_steps", "3", "--train.ckpt_every", "1", "--train.keep_last", "4") == 0
+    assert train(tmp_path, "--train.max_steps", "4", "--train.ckpt_every", "1", "--train.keep_last", "4",
+                 "--train.resume", "auto", "--train.log_every", "2") == 0
+    changes = [json.loads(line) for line in (tmp_path / "config_changes.jsonl").read_text().splitlines()]
+    assert [c["step"] for c in changes] == [3]
+    earlier = tmp_path / "earlier.pt"
+    (tmp_path / "ckpt_00000002.pt").rename(earlier)
+    assert train(tmp_path, "--train.max_steps", "3", "--train.resume", str(earlier)) == 0
+    moved = (tmp_path / "abandoned-after-00000002" / "config_changes.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in moved] == changes
+    kept = [json.loads(line) for line in (tmp_path / "config_changes.jsonl").read_text().splitlines()]
+    assert [c["step"] for c in kept] == [2]  # this timeline's own changes, recorded at its resume
