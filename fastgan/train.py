@@ -346,10 +346,11 @@ def set_aside_history_after(out: Path, aside: Path, step: int) -> None:
             (aside / name).write_text("".join(line + "\n" for line in later))
             kept = "".join(line + "\n" for line in lines if logged_by_step(line, step))
             ckpt_io.write_bytes_atomic(kept.encode(), log)
-    for grid in sorted((out / "samples").glob("step_*.png")):
-        if grid.stem[len("step_"):].isdigit() and int(grid.stem[len("step_"):]) > step:
+    for picture in sorted((out / "samples").glob("step_*.png")):
+        number = picture.stem[len("step_"):]
+        if number.isdigit() and int(number) > step:
             (aside / "samples").mkdir(exist_ok=True)
-            grid.rename(aside / "samples" / grid.name)
+            picture.rename(aside / "samples" / picture.name)
 
 
 def newest_good_checkpoint(folder: Path, resumed_from: Path | None) -> Path | None:
