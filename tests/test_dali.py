@@ -426,6 +426,22 @@ def test_closing_the_loader_mid_epoch_leaves_that_pipeline_unparked(aligned):
     loader.close()
 
 
+def test_closing_the_loader_mid_epoch_parks_no_pipeline_built_after_a_failed_batch(aligned):
+    """close() while an iteration is open, which then fails a batch: the pipeline it builds for the
+    rest of the epoch is shut down at the end too, not parked after the close."""
+    (aligned / "05.png").write_bytes((aligned / "05.png").read_bytes()[:200])  # truncated: batch 1 fails
+    ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
+    sampler = ShardedSampler(len(ds), 4, shuffle=False)
+    loader = DALILoader(ds, sampler, 4, CPU)
+    open_epoch = iter(loader)
+    next(open_epoch)
+    loader.close()
+    with pytest.warns(UserWarning):
+        assert [b["skipped"] for b in open_epoch] == [1, 0]
+    assert loader._parked.stream is None
+    assert _running_pipelines() == 0
+
+
 def _running_pipelines() -> int:
     from nvidia.dali.pipeline import Pipeline
     return sum(p is not None and p._pipe is not None for p in (ref() for ref in list(Pipeline._pipes)))

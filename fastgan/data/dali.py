@@ -529,8 +529,8 @@ class DALILoader:
     def __iter__(self):
         plan = self._plan()
         position = 0
+        generation = self._generation
         while position < len(plan.batches):
-            generation = self._generation
             stream = self._open(plan, position)
             finished = False
             try:
