@@ -534,6 +534,43 @@ def test_a_loader_dropped_without_close_stops_reading_ahead(aligned):
     assert _running_pipelines() == 0
 
 
+def test_at_exit_the_threads_stop_before_dali_shuts_its_pipelines_down(aligned):
+    """DALI shuts every pipeline down at exit; a runner thread still in pipe.run() (a parked pipeline
+    reading ahead, an iteration left open) would race that shutdown: the threads stop first."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from conftest import ROOT
+    code = textwrap.dedent("""
+        import sys, threading
+        import torch
+        from nvidia.dali.pipeline import Pipeline
+        from fastgan.data import AlignedDataset
+        from fastgan.data.dali import DALILoader
+        from fastgan.data.sampler import ShardedSampler
+
+        shutdown = Pipeline._shutdown
+        def checked(self):
+            if any(t.name == "fastgan-dali-runner" for t in threading.enumerate()):
+                print("a pipeline was shut down under a running runner thread", flush=True)
+            shutdown(self)
+        Pipeline._shutdown = checked
+        ds = AlignedDataset(sys.argv[1], load_size=72, crop_size=64)
+        sampler = ShardedSampler(len(ds), 4)
+        loader = DALILoader(ds, sampler, 4, torch.device("cpu"))
+        list(loader)
+        left_open = iter(DALILoader(ds, sampler, 4, torch.device("cpu")))
+        next(left_open)
+        print("exiting", flush=True)
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", code, str(aligned)], env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["exiting"]
+
+
 def test_two_iterations_at_once_each_read_their_own_epoch(aligned):
     """A batch peeked from one iteration while another runs: neither takes the other's pipeline."""
     ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)

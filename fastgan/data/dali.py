@@ -16,6 +16,7 @@ and counts the unreadable files, so a corrupt or vanished image never ends a run
 """
 from __future__ import annotations
 
+import atexit
 import collections
 import copy
 import math
@@ -262,6 +263,16 @@ def to_torch(tensor_list, device: torch.device, channels_last: bool,
     return out
 
 
+_runners: weakref.WeakSet = weakref.WeakSet()
+
+
+def _stop_runners() -> None:
+    """At exit, DALI's own hook shuts every pipeline down; a runner still in pipe.run() (a parked
+    pipeline reading ahead, an iteration left open) would race that, so the runners stop first."""
+    for runner in list(_runners):
+        runner.close()
+
+
 class _PipelineRunner:
     """Runs the pipeline in a thread of its own and hands the training loop finished torch batches,
     AHEAD of need: the loop's next() only takes one, instead of blocking in pipe.run() (feeding the
@@ -281,6 +292,9 @@ class _PipelineRunner:
         self.device, self.channels_last = device, channels_last
         self.ready = _Handoff(self.AHEAD)
         self.thread = threading.Thread(target=self._produce, name="fastgan-dali-runner", daemon=True)
+        _runners.add(self)
+        atexit.unregister(_stop_runners)  # registered again after DALI's hook (imported by now): runs before it
+        atexit.register(_stop_runners)
         self.thread.start()
 
     def _produce(self) -> None:
