@@ -195,6 +195,15 @@ def test_resume_mid_epoch_continues_the_same_order(aligned):
     assert rest == full[1:]
 
 
+def test_length_counts_the_last_partial_batch_it_yields(aligned):
+    """As the torch DataLoader's (drop_last=False): an order that does not fill its last batch still yields it."""
+    ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
+    loader = DALILoader(ds, list(range(10)), 4, CPU)
+    assert [len(b["A"]) for b in loader] == [4, 4, 2]
+    assert len(loader) == 3
+    loader.close()
+
+
 def test_an_undecodable_file_is_skipped_and_counted(aligned):
     (aligned / "05.png").write_bytes((aligned / "05.png").read_bytes()[:200])  # truncated
     ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)

@@ -437,7 +437,7 @@ class DALILoader:
         self._generation = 0  # close() starts a new one: an iteration of an older one parks nothing
 
     def __len__(self) -> int:
-        return len(self.sampler) // self.batch_size
+        return math.ceil(len(self.sampler) / self.batch_size)
 
     def _plan(self) -> _Plan:
         return _Plan(copy.copy(self.sampler), getattr(self.dataset, "epoch", 0),
