@@ -291,6 +291,27 @@ def test_a_producer_that_was_ahead_pauses_after_the_consumer_takes(monkeypatch):
     assert handoff.get() == "second"
 
 
+def test_a_producer_waiting_for_room_looks_less_and_less_often(monkeypatch):
+    """Each look for room takes the GIL: a producer kept waiting (the trainer validating while a
+    parked pipeline reads ahead) looks after 1 ms, then at doubling intervals up to 8 ms."""
+    import time
+    from types import SimpleNamespace
+
+    import fastgan.data.dali as dali
+    handoff = dali._Handoff(1)
+    assert handoff.put("first")
+    waits = []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        if len(waits) == 6:
+            handoff.stop()
+
+    monkeypatch.setattr(dali, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
+    assert not handoff.put("second")
+    assert waits == [0.001, 0.002, 0.004, 0.008, 0.008, 0.008]
+
+
 def test_a_take_wakes_nobody(monkeypatch):
     """Taking a ready item notifies no thread: the woken producer would take the GIL the training
     loop needs right after next(). The producer finds the room by looking for it."""
@@ -524,6 +545,30 @@ def test_an_iteration_other_than_the_expected_one_gets_a_new_pipeline(aligned, m
         ref = collate_skipping([ds[int(name)] for name in batch["name"]])
         torch.testing.assert_close(batch["A"], ref["A"], atol=1e-6, rtol=0)
     loader.close()
+    assert _running_pipelines() == 0
+
+
+def test_a_sampler_refusing_the_next_epoch_costs_nothing_this_epoch(aligned):
+    """The loader reads the next epoch ahead by asking a copy of the sampler for it: a sampler that
+    cannot give it only turns that off. This epoch's batches all come from DALI, unwarned and
+    complete, and no thread is left reading."""
+    import warnings
+
+    class LastEpoch(ShardedSampler):
+        def set_epoch(self, epoch, start_batch=0):
+            if epoch > 0:
+                raise ValueError(f"this sampler has no epoch {epoch}")
+            super().set_epoch(epoch, start_batch)
+
+    ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
+    sampler = LastEpoch(len(ds), 4, seed=0)
+    loader = DALILoader(ds, sampler, 4, CPU)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a PIL fallback would warn
+        batches = list(loader)
+    assert [b["name"] for b in batches] == [[ds.files[i].stem for i in list(sampler)[k:k + 4]] for k in (0, 4, 8)]
+    assert loader._parked.stream is None
+    assert _threads_named("fastgan-dali-runner") == 0 and _threads_named("fastgan-dali-source") == 0
     assert _running_pipelines() == 0
 
 
