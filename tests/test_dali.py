@@ -128,19 +128,38 @@ def test_centre_windows_equal_the_torch_path_on_non_square_images(tmp_path, devi
 
 
 def test_resized_centre_window_takes_the_torch_geometry(tmp_path):
-    """33x20 to shorter side 10 is 16.5 wide: Python rounds that to 16 (half to even). DALI is given
-    the torch path's size and window rather than rounding its own way."""
+    """33x20 to shorter side 10 is 16.5 wide: Python rounds that to 16 (half to even), and the centre
+    window starts at 3 of those 16. DALI is given the file's region under that window (3 x 33/16 =
+    6.1875 to 13 x 33/16) rather than rounding its own way."""
     from fastgan.data.dali import centre_crop
     rng = np.random.default_rng(7)
     smooth = np.kron(rng.integers(0, 256, (4, 6, 3)), np.ones((5, 6, 1))).astype(np.uint8)[:20, :33]
     Image.fromarray(smooth).save(tmp_path / "0.png")
     ds = ImageFolderDataset(tmp_path, image_size=10)
-    assert centre_crop(ds, 0, tmp_path / "0.png", epoch=0) == (16, 10, 0.5, 0.0, 0)
+    assert centre_crop(ds, 0, tmp_path / "0.png", epoch=0) == (0.0, 6.1875, 20.0, 26.8125, 0)
     (tmp_path / "bad").write_bytes(b"not an image")
-    assert centre_crop(ds, 0, tmp_path / "bad", epoch=0) == (10, 10, 0.0, 0.0, 0)
+    assert centre_crop(ds, 0, tmp_path / "bad", epoch=0) == (0.0, 0.0, 10.0, 10.0, 0)
     sampler = ShardedSampler(1, 1, shuffle=False)
     dali = epoch(DALILoader(ds, sampler, 1, CPU), sampler, ds)[0]["image"][0]
     assert (dali - ds[0]["image"]).abs().mean() < 0.03  # bicubic filters differ slightly, windows do not
+
+
+def test_a_strip_far_longer_than_wide_is_not_resized_whole(tmp_path):
+    """A 200000 x 1 image at size 256 would be 51,200,000 x 256 pixels resized whole (39 GB) for the
+    256 x 256 kept: DALI resamples only the region under the window, as the torch path does, so
+    the batch loads (no fallback to PIL, which warns) with the torch path's window."""
+    import warnings
+
+    column = np.linspace(0, 255, 200_000)
+    strip = np.stack([column, column[::-1], np.full_like(column, 128)], -1)[None].astype(np.uint8)
+    Image.fromarray(strip).save(tmp_path / "strip.png")
+    ds = ImageFolderDataset(tmp_path, image_size=256, flip=False)
+    sampler = ShardedSampler(1, 1, shuffle=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = epoch(DALILoader(ds, sampler, 1, CPU), sampler, ds)[0]["image"][0]
+    assert image.shape == (3, 256, 256)
+    assert (image - ds[0]["image"]).abs().max() < 0.02
 
 
 def test_exif_orientation_is_ignored_as_the_torch_path_does(tmp_path):

@@ -88,17 +88,20 @@ def paired_crop(dataset, index: int, epoch: int) -> tuple[float, float, int]:
     return _relative(left, span), _relative(top, span), int(mirror)
 
 
-def centre_crop(dataset, index: int, path: Path, epoch: int) -> tuple[int, int, float, float, int]:
-    """(resized width, resized height, relative x, relative y, mirror) of the torch transform's
-    resize and centre window for this file in `epoch`, its size read from the header. An unreadable
-    header gives a placeholder: DALI then fails on the file, and the batch goes the torch path's way."""
+def centre_crop(dataset, index: int, path: Path, epoch: int) -> tuple[float, float, float, float, int]:
+    """(top, left, bottom, right) in the file's own pixels of the square the torch transform's resize
+    and centre window keep, and mirror, for `epoch`; DALI resamples only that region (fn.resize's
+    ROI), so a strip far longer than wide is never resized whole first, as on the torch path. The
+    size comes from the header; an unreadable header gives the file's top-left square: DALI then
+    fails on the file, and the batch goes the torch path's way."""
     size = dataset.transform.image_size
     mirror = bool(sample_rng(dataset.seed, epoch, index).random() < 0.5) and dataset.transform.flip
     header = image_size(path)
     if header is None:
-        return size, size, 0.0, 0.0, int(mirror)
+        return 0.0, 0.0, float(size), float(size), int(mirror)
     width, height, left, top = center_crop_geometry(*header, size)
-    return width, height, _relative(left, width - size), _relative(top, height - size), int(mirror)
+    x_scale, y_scale = header[0] / width, header[1] / height
+    return top * y_scale, left * x_scale, (top + size) * y_scale, (left + size) * x_scale, int(mirror)
 
 
 def _columns(rows: list[tuple], dtypes: tuple) -> list[np.ndarray]:
@@ -233,8 +236,8 @@ class _BatchSource:
         if _paired(d):
             crops = [paired_crop(d, i, epoch) for i in indices]
             return (*paths, *_columns(crops, (np.float32, np.float32, np.int32)))
-        crops = [centre_crop(d, i, sample[0], epoch) for i, sample in zip(indices, files)]
-        columns = _columns(crops, (np.float32, np.float32, np.float32, np.float32, np.int32))
+        crops = np.array([centre_crop(d, i, sample[0], epoch) for i, sample in zip(indices, files)], np.float32)
+        columns = crops[:, 0:2].copy(), crops[:, 2:4].copy(), crops[:, 4].astype(np.int32)
         if isinstance(d, ClassFolderDataset):
             return *paths, *columns, np.array([d.samples[i][1] for i in indices], np.int64)
         return *paths, *columns
@@ -500,12 +503,14 @@ class DALILoader:
                 return (finish(resize_square(a, size), x, y, mirror, t.crop_size),
                         finish(resize_square(b, size), x, y, mirror, t.crop_size))
             if isinstance(d, ClassFolderDataset):
-                paths, width, height, x, y, mirror, label = fn.external_source(source=source, num_outputs=7,
-                                                                               batch=True)
+                paths, roi_start, roi_end, mirror, label = fn.external_source(source=source, num_outputs=5,
+                                                                              batch=True)
             else:
-                paths, width, height, x, y, mirror = fn.external_source(source=source, num_outputs=6, batch=True)
-            image = fn.resize(decode(paths), resize_x=width, resize_y=height, interp_type=types.INTERP_CUBIC)
-            image = finish(image, x, y, mirror, d.transform.image_size)
+                paths, roi_start, roi_end, mirror = fn.external_source(source=source, num_outputs=4, batch=True)
+            size = d.transform.image_size
+            image = fn.resize(decode(paths), resize_x=size, resize_y=size, roi_start=roi_start, roi_end=roi_end,
+                              interp_type=types.INTERP_CUBIC)
+            image = finish(image, 0.0, 0.0, mirror, size)
             return (image, label) if isinstance(d, ClassFolderDataset) else (image,)
 
         pipe = pipeline()
