@@ -200,9 +200,9 @@ class _BatchSource:
     DALI calls it inside pipe.run(), so a thread of its own draws the crops (and reads the image
     folders' headers) AHEAD batches early: the call then only takes a ready batch. The files are
     DALI's to read, so one that vanished since start-up fails in its own batch, not in the call
-    for a batch PREFETCH ahead. start() hands it the (epoch, indices) of each batch to feed, an
-    endless stream: the iterations expected to follow the current one come right after it, so
-    DALI never sees an epoch end. stop() ends the thread."""
+    for a batch PREFETCH ahead. start() hands it the (epoch, indices) of each batch to feed: the
+    iterations expected to follow the current one come right after it, so DALI sees no epoch end
+    while the sampler can tell what comes next. stop() ends the thread."""
 
     AHEAD = 4
 
