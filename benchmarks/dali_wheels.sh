@@ -35,24 +35,29 @@ missing_pieces() {
 }
 
 # tree_bytes: what the device tool sends besides the carried paths: tracked files and the
-# untracked ones git does not ignore.
+# untracked ones git does not ignore (a tracked file deleted from the work tree is not sent, so
+# stat failing on it fails nothing).
 tree_bytes() {
-  { git ls-files -z; git ls-files -z -o --exclude-standard; } | xargs -0 stat -c %s 2>/dev/null \
+  { git ls-files -z; git ls-files -z -o --exclude-standard; } | { xargs -0 stat -c %s 2>/dev/null || true; } \
     | awk '{s += $1} END {print s + 0}'
 }
 
 # split_pieces FILE: FILE cut into pieces that each fit in one call beside the tree, with their sums.
+# The count is checked before the old pieces are removed: a refused resplit keeps them and their sums.
 split_pieces() {
-  local piece=$(( CALL_BYTES - $(tree_bytes) - MARGIN_BYTES ))
-  rm -f "$PIECES"/piece-*
-  split -b "$piece" -d -a 1 "$1" "$PIECES/piece-"
-  count=$(ls "$PIECES"/piece-* | wc -l)
-  if (( count > 3 )); then
-    echo "dali_wheels: beside a $(( $(tree_bytes) / 1024 )) KiB tree the packed wheels make $count pieces;" \
+  local tree piece count
+  tree=$(tree_bytes)
+  piece=$(( CALL_BYTES - tree - MARGIN_BYTES ))
+  count=$(( piece > 0 ? ($(stat -c %s "$1") + piece - 1) / piece : 0 ))
+  if (( piece <= 0 || count > 3 )); then
+    echo "dali_wheels: beside a $(( tree / 1024 )) KiB tree the packed wheels make" \
+         "$( (( piece > 0 )) && echo "$count pieces" || echo "no piece that fits");" \
          "the GPU session carries one in each of its three calls (benchmarks/README.md), so drop a" \
          "wheel, shrink the tree or revise that plan" >&2
     exit 1
   fi
+  rm -f "$PIECES"/piece-*
+  split -b "$piece" -d -a 1 "$1" "$PIECES/piece-"
   (cd "$PIECES" && sha256sum piece-* > SHA256SUMS)
   ls -l "$PIECES"
   echo "dali_wheels: $count pieces for Python $(cat "$PIECES/PYTHON_VERSION") in $PIECES;" \
