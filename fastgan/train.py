@@ -335,16 +335,17 @@ def set_aside_history_after(out: Path, aside: Path, step: int) -> None:
     """Moves what the abandoned timeline logged after `step` beside its checkpoints in `aside`: its
     metrics.jsonl and config_changes.jsonl lines and its sample grids. Left in place, the lines
     would be dropped when metrics.jsonl is trimmed to the resumed step (metrics) or read as this
-    run's (config changes), and its grids would mix with this run's."""
-    for name in ("metrics.jsonl", "config_changes.jsonl"):
+    run's (config changes), and its grids would mix with this run's. A change line at `step` itself
+    goes too: it was recorded by a resume of that step, whose options applied after it."""
+    for name, last in (("metrics.jsonl", step), ("config_changes.jsonl", step - 1)):
         log = out / name
         if not log.is_file():
             continue
         lines = log.read_text().splitlines()
-        later = [line for line in lines if line.strip() and not logged_by_step(line, step)]
+        later = [line for line in lines if line.strip() and not logged_by_step(line, last)]
         if later:
             (aside / name).write_text("".join(line + "\n" for line in later))
-            kept = "".join(line + "\n" for line in lines if logged_by_step(line, step))
+            kept = "".join(line + "\n" for line in lines if logged_by_step(line, last))
             ckpt_io.write_bytes_atomic(kept.encode(), log)
     for picture in sorted((out / "samples").glob("step_*.png")):
         number = picture.stem[len("step_"):]

@@ -905,3 +905,20 @@ def test_an_abandoned_timelines_config_changes_go_aside_with_it(tmp_path):
     assert [json.loads(line) for line in moved] == changes
     kept = [json.loads(line) for line in (tmp_path / "config_changes.jsonl").read_text().splitlines()]
     assert [c["step"] for c in kept] == [2]  # this timeline's own changes, recorded at its resume
+
+
+def test_a_change_recorded_at_the_resumed_step_by_the_abandoned_timeline_goes_aside(tmp_path):
+    """A resume at step S records its changes at S, but they applied after S: a later resume of S's
+    checkpoint does not continue them."""
+    assert train(tmp_path, "--train.max_steps", "2", "--train.ckpt_every", "1", "--train.keep_last", "4") == 0
+    assert train(tmp_path, "--train.max_steps", "4", "--train.ckpt_every", "1", "--train.keep_last", "4",
+                 "--train.resume", "auto", "--train.log_every", "2") == 0
+    abandoned = (tmp_path / "config_changes.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in abandoned] == [2]
+    earlier = tmp_path / "earlier.pt"
+    (tmp_path / "ckpt_00000002.pt").rename(earlier)
+    assert train(tmp_path, "--train.max_steps", "3", "--train.ckpt_every", "1", "--train.keep_last", "4",
+                 "--train.resume", str(earlier)) == 0
+    assert (tmp_path / "abandoned-after-00000002" / "config_changes.jsonl").read_text().splitlines() == abandoned
+    kept = [json.loads(line) for line in (tmp_path / "config_changes.jsonl").read_text().splitlines()]
+    assert kept == [{"step": 2, "changes": {"train.max_steps": [2, 3]}}]  # this timeline's own resume only
