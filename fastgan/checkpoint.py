@@ -15,6 +15,7 @@ import secrets
 import shutil
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -144,12 +145,14 @@ def _best_step(path: Path) -> int | None:
         return None
 
 
-def set_aside_after(folder: str | Path, step: int) -> tuple[Path, int] | None:
+def set_aside_after(folder: str | Path, step: int,
+                    first: Callable[[Path], None] = lambda target: None) -> tuple[Path, int] | None:
     """Moves the step checkpoints numbered after `step`, and a best.pt written after it, into
     folder/abandoned-after-<step>, and returns (that folder, how many). A run resumed from an earlier
     checkpoint starts another timeline: left in place, the later files would make pruning (by step
     number) delete the new checkpoints, --train.resume auto pick the abandoned timeline, and best.pt
-    hold a model of it. Nothing is deleted."""
+    hold a model of it. Nothing is deleted. `first(folder)` moves what else goes there before the
+    checkpoints do: should it fail, they stay, and a retry finds them and moves both."""
     folder = Path(folder)
     later = [p for s, p in _stepped(folder) if s > step]
     best = folder / "best.pt"
@@ -161,6 +164,7 @@ def set_aside_after(folder: str | Path, step: int) -> tuple[Path, int] | None:
     while target.exists():
         target, n = folder / f"abandoned-after-{step:08d}-{n}", n + 1
     target.mkdir()
+    first(target)
     for path in later:
         path.rename(target / path.name)
     return target, len(later)

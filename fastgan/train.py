@@ -648,9 +648,8 @@ def main(argv: list[str] | None = None) -> int:
     if t.resume and world_size > 1:
         dist.barrier(group=control)  # every process has read its checkpoint before rank 0 moves any
     if t.resume and is_main:
-        aside = ckpt_io.set_aside_after(out, step)
+        aside = ckpt_io.set_aside_after(out, step, lambda target: set_aside_history_after(out, target, step))
         if aside is not None:
-            set_aside_history_after(out, aside[0], step)
             print(f"fastgan: {out} held {aside[1]} checkpoint(s) after step {step}, from a run this one does not "
                   f"continue; moved them, and what that run logged after step {step}, to {aside[0]}", flush=True)
 

@@ -922,3 +922,27 @@ def test_a_change_recorded_at_the_resumed_step_by_the_abandoned_timeline_goes_as
     assert (tmp_path / "abandoned-after-00000002" / "config_changes.jsonl").read_text().splitlines() == abandoned
     kept = [json.loads(line) for line in (tmp_path / "config_changes.jsonl").read_text().splitlines()]
     assert kept == [{"step": 2, "changes": {"train.max_steps": [2, 3]}}]  # this timeline's own resume only
+
+
+def test_an_abandoned_timelines_history_survives_a_set_aside_that_failed(tmp_path, monkeypatch):
+    """Its logs are moved before its checkpoints: a resume that fails to write them (disk full) leaves the
+    checkpoints in place, so the retry sets both aside rather than find nothing to move and trim the lines."""
+    assert train(tmp_path, "--train.max_steps", "4", "--train.ckpt_every", "1", "--train.keep_last", "4") == 0
+    abandoned_steps = sorted({r["step"] for r in metric_records(tmp_path) if r["step"] > 2})
+    earlier = tmp_path / "earlier.pt"
+    (tmp_path / "ckpt_00000002.pt").rename(earlier)
+    write_text = Path.write_text
+
+    def disk_full(self, *args, **kwargs):
+        if self.parent.name.startswith("abandoned-after-"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError):
+        train(tmp_path, "--train.max_steps", "3", "--train.resume", str(earlier))
+    monkeypatch.undo()
+    assert train(tmp_path, "--train.max_steps", "3", "--train.resume", str(earlier)) == 0
+    (aside,) = [p for p in tmp_path.glob("abandoned-after-*") if (p / "ckpt_00000004.pt").is_file()]
+    assert sorted({r["step"] for r in metric_records(aside)}) == abandoned_steps
+    assert [p.name for p in (aside / "samples").iterdir()] == ["step_00000004.png"]
