@@ -80,7 +80,7 @@ case "${1:-}" in
       download "$extra"
     done
     stage=$(mktemp -d)
-    trap 'rm -rf "$stage"' EXIT
+    trap 'rm -rf "$stage" "$stage.tar.xz"' EXIT
     python3 -m pip install -q --no-index --no-deps --no-compile --only-binary=:all: --python-version "$PYV" \
       --implementation cp "${PLATFORMS[@]}" --target "$stage" "$WHEELS_DIR"/*.whl
     # The wheels carry an extension module for every CPython; only DALI_PYTHON's travels.
