@@ -461,14 +461,20 @@ def test_an_image_folder_file_gone_since_start_up_fails_only_its_own_batch(tmp_p
     assert [len(b.get("image", ())) for b in batches] == [1, 1, 1, 0, 1, 1]
 
 
-def test_closing_the_loader_mid_epoch_leaves_that_pipeline_unparked(aligned):
-    """close() while an iteration is open: the pipeline that iteration finishes with is shut down."""
+def _closed_after_one_batch(aligned):
+    """(dataset, sampler, loader, its open iteration) after one batch of 3 was taken and the loader closed."""
     ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
     sampler = ShardedSampler(len(ds), 4, shuffle=False)
     loader = DALILoader(ds, sampler, 4, CPU)
     open_epoch = iter(loader)
     next(open_epoch)
     loader.close()
+    return ds, sampler, loader, open_epoch
+
+
+def test_closing_the_loader_mid_epoch_leaves_that_pipeline_unparked(aligned):
+    """close() while an iteration is open: the pipeline that iteration finishes with is shut down."""
+    ds, sampler, loader, open_epoch = _closed_after_one_batch(aligned)
     assert len(list(open_epoch)) == 2
     assert _running_pipelines() == 0
     assert len(epoch(loader, sampler, ds)) == 3  # and the loader still works
@@ -479,12 +485,7 @@ def test_closing_the_loader_mid_epoch_parks_no_pipeline_built_after_a_failed_bat
     """close() while an iteration is open, which then fails a batch: the pipeline it builds for the
     rest of the epoch is shut down at the end too, not parked after the close."""
     (aligned / "05.png").write_bytes((aligned / "05.png").read_bytes()[:200])  # truncated: batch 1 fails
-    ds = AlignedDataset(aligned, load_size=72, crop_size=64, seed=0)
-    sampler = ShardedSampler(len(ds), 4, shuffle=False)
-    loader = DALILoader(ds, sampler, 4, CPU)
-    open_epoch = iter(loader)
-    next(open_epoch)
-    loader.close()
+    _, _, loader, open_epoch = _closed_after_one_batch(aligned)
     with pytest.warns(UserWarning):
         assert [b["skipped"] for b in open_epoch] == [1, 0]
     assert loader._parked.stream is None
