@@ -24,6 +24,7 @@ fed from one batch kept on the device: the loader's cost in the step it does not
 """
 from __future__ import annotations
 
+import contextlib
 import statistics
 import tempfile
 import time
@@ -204,12 +205,35 @@ def dali_images_per_s(dataset, case: LoaderCase, timed_batches: int, device: str
         loader.close()
 
 
+@contextlib.contextmanager
+def _timed_handoffs(handoffs: list):
+    """Times each take of the DALI loader's runner thread (the handoff of a decoded batch) and notes
+    whether a batch was waiting: that part of next() apart from the generator around it, and a
+    loader that was behind apart from one that was slow to hand over."""
+    from fastgan.data import dali
+    original = dali._PipelineRunner.take
+
+    def take(runner):
+        ready, begin = len(runner.ready) > 0, time.perf_counter()
+        try:
+            return original(runner)
+        finally:
+            handoffs.append((ready, time.perf_counter() - begin))
+
+    dali._PipelineRunner.take = take
+    try:
+        yield
+    finally:
+        dali._PipelineRunner.take = original
+
+
 def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
     """Data wait of pix2pix training fed by the trainer's own loader, measured two ways.
 
     Synchronised: per step, the time blocked on the next batch and its copy, the loop's stream
     synchronised around it (an upper bound); the wait at the first step of an epoch is also kept
-    apart (None when no epoch starts among the timed steps). Asynchronous, as the trainer runs:
+    apart (None when no epoch starts among the timed steps), and on DALI the runner's handoff
+    within next() (_timed_handoffs). Asynchronous, as the trainer runs:
     ASYNC_ROUNDS rounds of `timed_steps` steps fed by the loader against as many steps on one batch
     kept on the device, interleaved (which goes first alternates), each timed end to end; the
     loader's cost is the extra time per step, which counts whatever the loader takes from the step
@@ -239,25 +263,29 @@ def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
     warmup = 2 * case.workers + 1
     per_epoch = len(loader)
     waits, in_loader, in_copy, steps, epoch_starts = [], [], [], [], []
+    handoffs, timed_handoffs = [], []
     stream = batches()
     try:
-        for index in range(warmup + timed_steps):
-            begin = time.perf_counter()
-            host_batch = next(stream)
-            loaded = time.perf_counter()
-            batch = to_device(host_batch, torch.device(device), config.channels_last)
-            copied = time.perf_counter()
-            _sync(device)
-            fed = time.perf_counter()
-            trainer_step(batch)
-            _sync(device)
-            if index >= warmup:
-                waits.append(fed - begin)
-                in_loader.append(loaded - begin)
-                in_copy.append(copied - loaded)
-                steps.append(time.perf_counter() - begin)
-                if index % per_epoch == 0:
-                    epoch_starts.append(fed - begin)
+        with _timed_handoffs(handoffs) if case.loader == "dali" else contextlib.nullcontext():
+            for index in range(warmup + timed_steps):
+                mark = len(handoffs)
+                begin = time.perf_counter()
+                host_batch = next(stream)
+                loaded = time.perf_counter()
+                batch = to_device(host_batch, torch.device(device), config.channels_last)
+                copied = time.perf_counter()
+                _sync(device)
+                fed = time.perf_counter()
+                trainer_step(batch)
+                _sync(device)
+                if index >= warmup:
+                    waits.append(fed - begin)
+                    in_loader.append(loaded - begin)
+                    in_copy.append(copied - loaded)
+                    steps.append(time.perf_counter() - begin)
+                    timed_handoffs += handoffs[mark:]
+                    if index % per_epoch == 0:
+                        epoch_starts.append(fed - begin)
         resident = fetch()
         runs = {"fed": lambda: trainer_step(fetch()), "resident": lambda: trainer_step(resident)}
         seconds = dict.fromkeys(runs, 0.0)
@@ -274,6 +302,9 @@ def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
             "median_loader_ms": statistics.median(in_loader) * 1e3, "median_copy_ms": statistics.median(in_copy) * 1e3,
             "median_step_ms": statistics.median(steps) * 1e3, "img_per_s": case.train.batch * len(steps) / sum(steps),
             "epoch_start_wait_ms": epoch_starts[0] * 1e3 if epoch_starts else None, "steps_per_epoch": per_epoch,
+            "median_handoff_ms": statistics.median(s for _, s in timed_handoffs) * 1e3 if timed_handoffs else None,
+            "ready_at_handoff_pct": (100 * sum(ready for ready, _ in timed_handoffs) / len(timed_handoffs)
+                                     if timed_handoffs else None),
             "steps_timed": len(steps), "steps_not_timed": warmup, "why": why,
             "async_cost_pct": 100 * max(0.0, fed_s - resident_s) / fed_s,
             "async_step_ms": fed_s / async_steps * 1e3, "async_resident_step_ms": resident_s / async_steps * 1e3,
@@ -299,7 +330,7 @@ def _loader_row(case: LoaderCase, files: int, pin_memory: bool, status: str = "o
 def _wait_row(case: WaitCase, files: int, status: str = "ok", note: str | None = None) -> dict:
     return {**case.as_dict(), "files": files, "status": status, "note": note, "wait_pct": None,
             "median_wait_ms": None, "median_loader_ms": None, "median_copy_ms": None, "median_step_ms": None,
-            "epoch_start_wait_ms": None,
+            "epoch_start_wait_ms": None, "median_handoff_ms": None, "ready_at_handoff_pct": None,
             "img_per_s": None, "async_cost_pct": None, "async_step_ms": None, "async_resident_step_ms": None}
 
 

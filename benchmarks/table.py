@@ -215,20 +215,27 @@ def _data_table(result: dict) -> list[str]:
                      f"{_num(row.get('img_per_s'), '.1f')} | {_num(row.get('x_torch'), '.2f')} | {_status(row)} |")
     if wait_rows:
         lines += ["", "### Data wait in training (share of each step spent waiting for the next batch)", "",
-                  "| loader | case | stands for | data wait ms | of it in the loader ms | in the copy ms "
-                  "| at an epoch's start ms | step ms | wait % of step | img/s | async step ms, fed / resident "
-                  "| async cost % of step | status |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| loader | case | stands for | data wait ms | of it in the loader ms | of that the DALI handoff ms "
+                  "(batch ready %) | in the copy ms | at an epoch's start ms | step ms | wait % of step | img/s "
+                  "| async step ms, fed / resident | async cost % of step | status |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for row in wait_rows:
             fed, resident = row.get("async_step_ms"), row.get("async_resident_step_ms")
             lines.append(f"| {row['loader']} | {row['case']} | {row.get('stands_for') or '–'} | "
                          f"{_num(row.get('median_wait_ms'), '.2f')} | {_num(row.get('median_loader_ms'), '.2f')} | "
+                         f"{_handoff(row)} | "
                          f"{_num(row.get('median_copy_ms'), '.2f')} | {_num(row.get('epoch_start_wait_ms'), '.2f')} | "
                          f"{_num(row.get('median_step_ms'), '.1f')} | "
                          f"{_num(row.get('wait_pct'), '.2f')} | {_num(row.get('img_per_s'), '.1f')} | "
                          f"{_num(fed, '.2f')} / {_num(resident, '.2f')} | {_num(row.get('async_cost_pct'), '.2f')} | "
                          f"{_status(row)} |")
     return lines + [""]
+
+
+def _handoff(row: dict) -> str:
+    if row.get("median_handoff_ms") is None:
+        return "–"
+    return f"{row['median_handoff_ms']:.3f} ({row['ready_at_handoff_pct']:.0f}%)"
 
 
 def _status(row: dict) -> str:

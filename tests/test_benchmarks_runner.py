@@ -408,6 +408,11 @@ def test_data_wait_and_loader_rows_with_both_loaders(tmp_path):
         assert wait["steps_timed"] == 3 and wait["steps_not_timed"] == 3  # 2 x workers + 1
         # 8 files in batches of 2: steps 3-5 are timed, and step 4 starts the second epoch.
         assert wait["steps_per_epoch"] == 4 and wait["epoch_start_wait_ms"] > 0
+        if loader == "dali":  # the runner's handoff is part of next(), step by step
+            assert 0 < wait["median_handoff_ms"] <= wait["median_loader_ms"]
+            assert 0 <= wait["ready_at_handoff_pct"] <= 100
+        else:
+            assert wait["median_handoff_ms"] is None and wait["ready_at_handoff_pct"] is None
         assert 0 < wait["wait_pct"] < 100 and wait["median_wait_ms"] < wait["median_step_ms"]
         assert 0 < wait["median_loader_ms"] <= wait["median_wait_ms"]  # next() is part of each step's wait
         assert wait["img_per_s"] > 0
