@@ -2,8 +2,8 @@
 # DALI for the GPU machine, which has no DALI and no network. Its wheels (~265 MB) exceed the
 # device tool's 64 MiB per call, so they travel installed, stripped to one Python and
 # xz-compressed (~175 MB), in three pieces: one per call of the GPU session, beside the
-# working tree, so a piece is 64 MiB less the tree's size (benchmarks/README.md, "DALI on the
-# GPU machine").
+# working tree, so a piece is at most 64 MiB less the tree's size (benchmarks/README.md, "DALI
+# on the GPU machine").
 #
 #   here:    bash benchmarks/dali_wheels.sh prepare    # download, install into a staging folder,
 #                                                      # pack into .dali-pieces/ (a few minutes)
@@ -56,6 +56,8 @@ split_pieces() {
          "wheel, shrink the tree or revise that plan" >&2
     exit 1
   fi
+  # Pieces of even size, the smallest that make `count`: the tree may grow most before a resplit.
+  piece=$(( ($(stat -c %s "$1") + count - 1) / count ))
   rm -f "$PIECES"/piece-*
   split -b "$piece" -d -a 1 "$1" "$PIECES/piece-"
   (cd "$PIECES" && sha256sum piece-* > SHA256SUMS)
