@@ -275,10 +275,10 @@ def _plot_links(path: Path, prefix: str = "") -> list[str]:
 
 def _row_notes(result: dict) -> list[str]:
     """Every failure note once, every skip reason counted, across the suites."""
-    listed = [(f"{row['label']} {row['pass']} {row['impl']}", row) for row in _suite_rows(result, "ops")]
-    listed += [(f"{row['label']} {row['config']}", row) for row in _suite_rows(result, "train")]
-    listed += [(row["label"], row) for row in _suite_rows(result, "data") if row["status"] != "not available"]
-    listed += [(f"memory {row['label']} {row['variant']}", row) for row in _suite_rows(result, "memory")]
+    listed = [(f"{row['label']} {row['pass']} {row['impl']}", row) for row in targets.suite_rows(result, "ops")]
+    listed += [(f"{row['label']} {row['config']}", row) for row in targets.suite_rows(result, "train")]
+    listed += [(row["label"], row) for row in targets.suite_rows(result, "data") if row["status"] != "not available"]
+    listed += [(f"memory {row['label']} {row['variant']}", row) for row in targets.suite_rows(result, "memory")]
     notes = [f"- {name}: {_escape(row['note'])}" for name, row in listed
              if row.get("note") and row["status"] not in _GROUPED]
     skipped: dict[str, int] = {}
@@ -294,13 +294,6 @@ def _suite_tables(result: dict, suite: str) -> list[str]:
     return {"train": _train_table, "data": _data_table, "memory": _memory_table}[suite](result)
 
 
-def _suite_rows(result: dict, suite: str) -> list[dict]:
-    if suite == "ops":
-        return result.get("rows") or []
-    section = result.get(suite) or {}
-    return (section.get("rows") or []) + (section.get("wait_rows") or [])
-
-
 def _ran(result: dict, suite: str) -> bool:
     """Whether a run measured `suite` (files from before the suites existed ran them all): it completed
     it, or left rows of it. A suite that failed before its first row measured nothing, and must not
@@ -310,7 +303,7 @@ def _ran(result: dict, suite: str) -> bool:
         return True
     if suite not in suites or suites[suite].get("status") == "not started":
         return False
-    return suites[suite].get("status") == "complete" or bool(_suite_rows(result, suite))
+    return suites[suite].get("status") == "complete" or bool(targets.suite_rows(result, suite))
 
 
 def _copy_line(result: dict) -> list[str]:

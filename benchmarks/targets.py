@@ -76,14 +76,21 @@ TARGETS = (
 )
 
 
-def subject_rows(result: dict, suite: str) -> list[dict]:
-    """The rows a target of `suite` judges: the fused implementation's, or the fastgan configuration's."""
+def suite_rows(result: dict, suite: str) -> list[dict]:
+    """Every row a run recorded for `suite`, wherever its section keeps them."""
     if suite == "ops":
-        return [r for r in result.get("rows", []) if r["impl"] == "fused"]
+        return result.get("rows") or []
+    section = result.get(suite) or {}
+    return (section.get("rows") or []) + (section.get("wait_rows") or [])
+
+
+def subject_rows(result: dict, suite: str) -> list[dict]:
+    """The rows a target of `suite` judges: the fused implementation's, DALI's, or the fastgan configuration's."""
+    if suite == "ops":
+        return [r for r in suite_rows(result, suite) if r["impl"] == "fused"]
     if suite == "data":
-        data = result.get("data") or {}
-        return [r for r in data.get("rows", []) + data.get("wait_rows", []) if r["loader"] == "DALI"]
-    return [r for r in (result.get("train") or {}).get("rows", []) if r["config"] == "fastgan"]
+        return [r for r in suite_rows(result, suite) if r["loader"] == "DALI"]
+    return [r for r in suite_rows(result, suite) if r["config"] == "fastgan"]
 
 
 def row_name(row: dict) -> str:
