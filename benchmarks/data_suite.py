@@ -262,13 +262,13 @@ def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
 
     warmup = 2 * case.workers + 1
     per_epoch = len(loader)
-    waits, in_loader, in_copy, steps, epoch_starts = [], [], [], [], []
-    handoffs, timed_handoffs = [], []
+    waits, in_loader, in_copy, steps, handoffs = [], [], [], [], []
     stream = batches()
     try:
         with _timed_handoffs(handoffs) if case.loader == "dali" else contextlib.nullcontext():
             for index in range(warmup + timed_steps):
-                mark = len(handoffs)
+                if index == warmup:
+                    handoffs.clear()  # the timed steps' only
                 begin = time.perf_counter()
                 host_batch = next(stream)
                 loaded = time.perf_counter()
@@ -283,9 +283,6 @@ def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
                     in_loader.append(loaded - begin)
                     in_copy.append(copied - loaded)
                     steps.append(time.perf_counter() - begin)
-                    timed_handoffs += handoffs[mark:]
-                    if index % per_epoch == 0:
-                        epoch_starts.append(fed - begin)
         resident = fetch()
         runs = {"fed": lambda: trainer_step(fetch()), "resident": lambda: trainer_step(resident)}
         seconds = dict.fromkeys(runs, 0.0)
@@ -298,13 +295,13 @@ def data_wait(dataset, case: WaitCase, timed_steps: int, device: str) -> dict:
         if isinstance(loader, DALILoader):
             loader.close()
     async_steps = ASYNC_ROUNDS * timed_steps
+    epoch_starts = [wait for index, wait in enumerate(waits, warmup) if index % per_epoch == 0]
     return {"wait_pct": 100 * sum(waits) / sum(steps), "median_wait_ms": statistics.median(waits) * 1e3,
             "median_loader_ms": statistics.median(in_loader) * 1e3, "median_copy_ms": statistics.median(in_copy) * 1e3,
             "median_step_ms": statistics.median(steps) * 1e3, "img_per_s": case.train.batch * len(steps) / sum(steps),
             "epoch_start_wait_ms": epoch_starts[0] * 1e3 if epoch_starts else None, "steps_per_epoch": per_epoch,
-            "median_handoff_ms": statistics.median(s for _, s in timed_handoffs) * 1e3 if timed_handoffs else None,
-            "ready_at_handoff_pct": (100 * sum(ready for ready, _ in timed_handoffs) / len(timed_handoffs)
-                                     if timed_handoffs else None),
+            "median_handoff_ms": statistics.median(s for _, s in handoffs) * 1e3 if handoffs else None,
+            "ready_at_handoff_pct": 100 * sum(ready for ready, _ in handoffs) / len(handoffs) if handoffs else None,
             "steps_timed": len(steps), "steps_not_timed": warmup, "why": why,
             "async_cost_pct": 100 * max(0.0, fed_s - resident_s) / fed_s,
             "async_step_ms": fed_s / async_steps * 1e3, "async_resident_step_ms": resident_s / async_steps * 1e3,
