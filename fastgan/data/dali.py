@@ -572,8 +572,9 @@ class DALILoader:
                 yield self._torch_fallback(plan.batches[position], error)
                 position += 1
             finally:
-                expected = plan.following(self.batch_size) if finished else None
-                if expected is not None and self._parked.stream is None and generation == self._generation:
+                parkable = finished and self._parked.stream is None and generation == self._generation
+                expected = plan.following(self.batch_size) if parkable else None  # the next epoch's order: a randperm
+                if expected is not None:
                     stream.expected = expected
                     self._parked.stream = stream
                 else:
